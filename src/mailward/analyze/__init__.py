@@ -1,0 +1,1 @@
+"""Show: aggregate events into the analysis report (terminal, JSON, self-contained HTML)."""

@@ -1,0 +1,1 @@
+"""The long-running daemon: wires sources → parsers → detectors → enforcers and the policy servers."""

@@ -1,0 +1,1 @@
+"""Stage 4, decide: the Decision type and the ledger of active bans and protections."""

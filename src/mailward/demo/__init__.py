@@ -1,0 +1,1 @@
+"""Seeded, realistic demo logs: normal traffic mixed with attack scenarios."""

@@ -1,0 +1,1 @@
+"""Stage 3, detect: pure functions of (state, event, now) that produce Decisions."""

@@ -1,0 +1,216 @@
+"""The event catalogue: every typed, frozen event that passes between pipeline stages.
+
+Parsers emit these, the correlator de-duplicates them, detectors consume them, the store keeps them.
+Nothing between stages is a ``dict``. ``ALL_EVENTS`` lists every class; a test checks that each one
+is emitted somewhere and described in ``docs/events.md``. Timestamps are POSIX seconds (UTC by
+definition) as floats, because one datetime object per line costs more than the parse itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any, ClassVar
+
+IPAddress = IPv4Address | IPv6Address
+
+
+class Service(StrEnum):
+    """The listening service a line or request is about (the master.cf/Dovecot service)."""
+
+    SMTP = "smtp"  # port 25, postfix/smtpd
+    SUBMISSION = "submission"  # 587, postfix/submission/smtpd, dovecot submission-login
+    SMTPS = "smtps"  # 465, postfix/smtps/smtpd
+    POSTSCREEN = "postscreen"
+    IMAP = "imap"
+    POP3 = "pop3"
+    MANAGESIEVE = "managesieve"
+    UNKNOWN = "unknown"
+
+
+class FailReason(StrEnum):
+    """Why a login failed: the enumeration-versus-guessing split matters downstream."""
+
+    BAD_PASSWORD = "bad_password"
+    UNKNOWN_USER = "unknown_user"
+    POLICY_REJECT = "policy_reject"
+    UNSPECIFIED = "unspecified"  # e.g. Postfix "(reason unavailable)", Dovecot "auth failed"
+
+
+class Violation(StrEnum):
+    """Protocol misbehaviour that betrays a bot rather than a person."""
+
+    PREGREET = "pregreet"
+    HANGUP = "hangup"
+    NON_SMTP_COMMAND = "non_smtp_command"
+    TOO_MANY_ERRORS = "too_many_errors"
+    PIPELINING = "pipelining"
+    BARE_NEWLINE = "bare_newline"
+
+
+def normalise_ip(text: str) -> IPAddress:
+    """Parse an address, mapping IPv4-mapped IPv6 (``::ffff:a.b.c.d``) to IPv4.
+
+    Raises ValueError for anything that is not an address (a zone suffix ``%lo`` is dropped).
+    """
+    if "%" in text:
+        text = text.split("%", 1)[0]
+    addr = ip_address(text)
+    if isinstance(addr, IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an event came from: a file and 1-based line, a journald cursor, or a live request."""
+
+    source: str
+    line: int | None = None
+    cursor: str | None = None
+
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of all events. ``ts`` is POSIX seconds, UTC."""
+
+    kind: ClassVar[str] = "event"
+
+    ts: float
+    service: Service
+    ip: IPAddress | None
+    origin: Origin | None = None
+
+    def __init_subclass__(cls) -> None:
+        # No super() call: slots=True rebuilds the class, which breaks zero-argument super().
+        # The event name comes from the class, so the catalogue and the JSON cannot drift apart.
+        cls.kind = _CAMEL.sub("_", cls.__name__).lower()
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromtimestamp(self.ts, UTC)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON shape used by ``mailward parse --json`` and the store (docs/events.md)."""
+        out: dict[str, Any] = {
+            "time": self.time.isoformat().replace("+00:00", "Z"),
+            "kind": self.kind,
+            "service": self.service.value,
+            "ip": None if self.ip is None else str(self.ip),
+            "username": getattr(self, "username", None),
+        }
+        for name in self.__dataclass_fields__:
+            if name in ("ts", "service", "ip", "origin", "username"):
+                continue
+            value = getattr(self, name)
+            out[name] = value.value if isinstance(value, StrEnum) else value
+        if self.origin is not None:
+            out["file"] = self.origin.source
+            out["line"] = self.origin.line
+            if self.origin.cursor is not None:
+                out["cursor"] = self.origin.cursor
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthFailure(Event):
+    """A failed login. ``attempts`` > 1 only for session summaries (``auth=0/3``, Dovecot
+    ``3 attempts``); ``summary`` marks those so the correlator counts each attempt once."""
+
+    username: str | None
+    mechanism: str | None = None
+    reason: FailReason = FailReason.UNSPECIFIED
+    session: str | None = None
+    attempts: int = 1
+    summary: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthSuccess(Event):
+    """A successful login (SMTP AUTH, IMAP/POP3/ManageSieve login)."""
+
+    username: str | None
+    mechanism: str | None = None
+    session: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnknownRecipient(Event):
+    """RCPT/VRFY rejected because the recipient does not exist: the enumeration signal."""
+
+    recipient: str | None
+    sender: str | None = None
+    helo: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connection(Event):
+    """A client connected (``connect from``)."""
+
+    session: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Disconnect(Event):
+    """A client went away; Postfix reports its command counters (``auth=0/2 commands=2/4``)."""
+
+    session: str | None = None
+    auth_ok: int = 0
+    auth_total: int = 0
+    commands_ok: int = 0
+    commands_total: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LostConnection(Event):
+    """``lost connection after STAGE``: after AUTH it is a guess the attacker abandoned."""
+
+    stage: str
+    session: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginAborted(Event):
+    """A Dovecot login session that ended without a failed password (no auth attempts, TLS
+    handshake, cleartext disabled, ...). A weak signal: phones and NAT produce it too."""
+
+    username: str | None = None
+    detail: str = ""
+    session: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProtocolViolation(Event):
+    """PREGREET, HANGUP, non-SMTP command, too many errors: bot behaviour."""
+
+    violation: Violation
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimitWarning(Event):
+    """Postfix anvil says a client exceeded a limit (``Connection rate limit exceeded: 61``)."""
+
+    limit: str
+    count: int = field(default=0)
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    AuthFailure,
+    AuthSuccess,
+    UnknownRecipient,
+    Connection,
+    Disconnect,
+    LostConnection,
+    LoginAborted,
+    ProtocolViolation,
+    RateLimitWarning,
+)
+
+EVENT_BY_KIND: dict[str, type[Event]] = {cls.kind: cls for cls in ALL_EVENTS}

@@ -1,0 +1,1 @@
+"""Never fail silently: alerts, channels, the daily digest and self-monitoring."""

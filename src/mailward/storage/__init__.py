@@ -1,0 +1,1 @@
+"""Memory: the long-term store of events and decisions (SQLite by default)."""
