@@ -43,6 +43,14 @@ class ParseStats:
     by_kind: Counter[str] = field(default_factory=Counter)
     by_rule: Counter[str] = field(default_factory=Counter)
 
+    def merge(self, other: ParseStats) -> None:
+        self.lines += other.lines
+        self.recognised += other.recognised
+        self.ignored += other.ignored
+        self.unrecognised += other.unrecognised
+        self.by_kind.update(other.by_kind)
+        self.by_rule.update(other.by_rule)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "lines": self.lines,

@@ -55,10 +55,11 @@ def _fixed(offset: int) -> tzinfo:
 
 
 class HeaderParser:
-    """Stateful only for RFC 3164 years: the first year-less stamp takes its year from the
-    reference time (a month later than the reference month is last year's), and within one input
-    a step from December back to January moves to the next year. Call ``start_input`` between
-    files."""
+    """RFC 3164 stamps have no year. With a reference time (``now``, default: the clock) a
+    stamp whose month is later than the reference month is last year's, otherwise this year's;
+    with ``default_year`` the first stamp of an input takes that year. Either way, a step from
+    December to January inside one input moves to the next year. Call ``start_input`` between
+    inputs."""
 
     def __init__(
         self, zone: tzinfo, *, now: float | None = None, default_year: int | None = None
@@ -105,16 +106,23 @@ class HeaderParser:
             return None
         if not (0 <= second <= 60):
             return None
-        year = self._year
-        if year is None:
-            if self._default_year is not None:
-                year = self._default_year
-            else:
-                year = self._ref_year - 1 if month > self._ref_month else self._ref_year
-        elif self._last_month == 12 and month == 1:
-            # December -> January inside one input: the new year began.
-            year += 1
-            self._bsd.clear()
+        if self._default_year is not None:
+            year = self._default_year if self._year is None else self._year
+            if self._last_month == 12 and month == 1:
+                # December -> January inside one input: the new year began.
+                year += 1
+                self._bsd.clear()
+        else:
+            # A month later than the reference month cannot be this year's yet.
+            year = self._ref_year - 1 if month > self._ref_month else self._ref_year
+            if (
+                self._year is not None
+                and self._last_month == 12
+                and month == 1
+                and year <= self._year
+            ):
+                year = self._year + 1
+                self._bsd.clear()
         self._year = year
         self._last_month = month
         try:

@@ -135,7 +135,10 @@ class LineParser:
                 parts = line[16:].split(" ", 2)
                 if len(parts) == 3:
                     tok = parts[1]
-                    if tok[-1:] == ":" and parts[0][-1:] != ":":
+                    host = parts[0]
+                    # `host` ending in ':' is a Dovecot log_path process; `auth(` there may
+                    # carry a username with blanks: both take the careful path below.
+                    if tok[-1:] == ":" and host[-1:] != ":" and not host.startswith("auth"):
                         b = tok.find("[")
                         program = tok[:b] if b > 0 else tok[:-1]
                         handler = self._programs.get(program, _UNSEEN)
@@ -150,7 +153,7 @@ class LineParser:
                         if ts is None:
                             return self._finish(None, None)
                         pid = tok[b + 1 : -2] if b > 0 else ""
-                        result = handler(ts, parts[0], program, pid, parts[2])
+                        result = handler(ts, host, program, pid, parts[2])
                         if result is None or result[1] is None:
                             return self._finish(result, None)
                         return self._finish(result, make_origin(source=source, line=lineno))

@@ -6,6 +6,7 @@ events in input order and keeps parse statistics on the returned stream.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -14,7 +15,14 @@ from mailward.events import Event
 from mailward.parsers.base import ParseStats
 from mailward.parsers.correlate import Correlator
 from mailward.parsers.line import LineParser
-from mailward.sources.files import Input, expand_inputs, input_size, read_lines
+from mailward.sources.files import (
+    Input,
+    InputSpec,
+    expand_inputs,
+    input_size,
+    read_lines,
+    rotation_key,
+)
 
 PROGRESS_EVERY = 65536  # lines between progress callbacks
 
@@ -34,26 +42,47 @@ class Progress:
     done: bool = False  # True once for each input, at its end
 
 
+def group_inputs(inputs: Sequence[Input]) -> list[list[Input]]:
+    """Split expanded inputs into rotation sets (``mail.log*`` vs ``dovecot.log*``), each
+    already oldest first; stdin is a set of its own."""
+    groups: dict[tuple[str, str], list[Input]] = {}
+    for source in inputs:
+        key = ("", "-") if isinstance(source, InputSpec) else rotation_key(source)[:2]
+        groups.setdefault(key, []).append(source)
+    return list(groups.values())
+
+
 class EventStream(Iterator[Event]):
     """The iterator ``read_events`` returns: events, plus ``stats`` (parse counts, complete once
-    the stream is exhausted), ``inputs`` (the expanded inputs) and ``correlator``."""
+    the stream is exhausted), ``inputs`` (the expanded inputs) and ``correlator``.
+
+    Several rotation sets (say ``mail.log*`` and Dovecot's own ``dovecot.log*``) are read side
+    by side and merged by time before correlation, so the Postfix and Dovecot lines of one SMTP
+    AUTH attempt meet in the correlator and are counted once.
+    """
 
     def __init__(
         self,
         inputs: list[Input],
-        parser: LineParser,
+        parsers: list[LineParser],
         correlator: Correlator,
         progress: Callable[[Progress], None] | None,
     ) -> None:
         self.inputs = inputs
-        self.parser = parser
+        self.parsers = parsers
         self.correlator = correlator
         self._progress = progress
+        self._total = 0
         self._it = self._run()
 
     @property
     def stats(self) -> ParseStats:
-        return self.parser.stats
+        if len(self.parsers) == 1:
+            return self.parsers[0].stats
+        total = ParseStats()
+        for p in self.parsers:
+            total.merge(p.stats)
+        return total
 
     def __iter__(self) -> EventStream:
         return self
@@ -61,27 +90,42 @@ class EventStream(Iterator[Event]):
     def __next__(self) -> Event:
         return next(self._it)
 
-    def _run(self) -> Iterator[Event]:
-        parse_at = self.parser.parse_at
-        push = self.correlator.push
+    def _group(self, group: list[Input], parser: LineParser) -> Iterator[Event]:
+        parse_at = parser.parse_at
         progress = self._progress
-        total = 0
         n_inputs = len(self.inputs)
-        for index, source in enumerate(self.inputs):
+        for source in group:
+            index = self.inputs.index(source)
             name = str(source)
             size = input_size(source)
-            self.parser.start_input()
+            parser.start_input()
             lineno = offset = 0
             for lineno, text, offset in read_lines(source):
                 event = parse_at(text, name, lineno)
                 if event is not None:
-                    yield from push(event)
+                    yield event
                 if progress is not None and not lineno % PROGRESS_EVERY:
-                    progress(Progress(name, lineno, offset, size, index, n_inputs, total + lineno))
-            total += lineno
+                    progress(
+                        Progress(name, lineno, offset, size, index, n_inputs, self._total + lineno)
+                    )
+            self._total += lineno
             if progress is not None:
-                progress(Progress(name, lineno, offset, size, index, n_inputs, total, done=True))
+                progress(
+                    Progress(name, lineno, offset, size, index, n_inputs, self._total, done=True)
+                )
+
+    def _run(self) -> Iterator[Event]:
+        groups = group_inputs(self.inputs)
+        streams = [self._group(g, p) for g, p in zip(groups, self.parsers, strict=True)]
+        merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=_by_time)
+        push = self.correlator.push
+        for event in merged:
+            yield from push(event)
         yield from self.correlator.flush()
+
+
+def _by_time(event: Event) -> float:
+    return event.ts
 
 
 def read_events(
@@ -97,5 +141,8 @@ def read_events(
     iterating for an unreadable or corrupt input. ``now``/``default_year`` steer the year of
     RFC 3164 stamps (see ``LineParser``)."""
     inputs = expand_inputs(specs)
-    parser = LineParser(settings, now=now, default_year=default_year)
-    return EventStream(inputs, parser, Correlator(), progress)
+    parsers = [
+        LineParser(settings, now=now, default_year=default_year)
+        for _ in group_inputs(inputs) or [[]]
+    ]
+    return EventStream(inputs, parsers, Correlator(), progress)
