@@ -111,7 +111,7 @@ def _reshapes_intervals(change: Change) -> bool:
         if is_host(net):
             continue
         for old in deleted:
-            if old.version == net.version and old != net and old.overlaps(net):  # type: ignore[arg-type]
+            if old.version == net.version and old != net and old.overlaps(net):
                 return True
     return False
 
