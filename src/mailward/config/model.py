@@ -112,6 +112,86 @@ class AnalyzeSettings(Section):
     top: int = Field(10, ge=1, le=1000, description="Rows in each top-N table.")
 
 
+MAIL_PORTS = [25, 465, 587, 110, 995, 143, 993, 4190]
+
+
+class EnforceSettings(Section):
+    backend: Literal["nftables", "dry-run", "none"] = Field(
+        "nftables",
+        description="How bans are enforced: 'nftables' (mailward's own table), 'dry-run' (log "
+        "only) or 'none' (decisions are stored and answered by the policy servers only).",
+    )
+    table: str = Field(
+        "mailward",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,30}$",
+        description="Name of mailward's own nftables table (family inet); no other table is "
+        "ever touched.",
+    )
+    ports: list[int] = Field(
+        default_factory=lambda: list(MAIL_PORTS),
+        min_length=1,
+        description="TCP ports the ban rules apply to (default: the mail ports 25, 465, 587, "
+        "110, 995, 143, 993, 4190).",
+    )
+    action: Literal["reject", "drop"] = Field(
+        "reject",
+        description="'reject' answers banned clients with a TCP reset (fast, honest); 'drop' "
+        "lets them time out.",
+    )
+    hooks: list[Literal["input", "forward"]] = Field(
+        default_factory=lambda: list[Literal["input", "forward"]](["input"]),
+        min_length=1,
+        description="Netfilter hooks the ban chain attaches to; add 'forward' when the mail "
+        "server runs in a container behind the host's forwarding.",
+    )
+    batch_interval: float = Field(
+        0.2,
+        ge=0,
+        le=10,
+        description="Seconds decisions are collected before one atomic nft batch is sent.",
+    )
+    nft: str = Field("nft", description="The nft binary (a name on PATH or an absolute path).")
+    netns: str | None = Field(
+        None,
+        description="Run nft inside this named network namespace (ip netns exec); for tests "
+        "and containers. Default: the daemon's own namespace.",
+    )
+
+    @field_validator("ports")
+    @classmethod
+    def _valid_ports(cls, value: list[int]) -> list[int]:
+        for port in value:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is out of range 1-65535")
+        return sorted(set(value))
+
+
+class DaemonSettings(Section):
+    control_socket: Path | None = Field(
+        None,
+        description="UNIX socket of the control API used by the CLI; default: "
+        "<general.state_dir>/control.sock.",
+    )
+    poll_interval: float = Field(
+        0.25, gt=0, le=60, description="Seconds between checks of followed log files."
+    )
+    expire_interval: float = Field(
+        5.0, gt=0, le=3600, description="Seconds between sweeps that expire ended bans."
+    )
+    checkpoint_interval: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="At most this many seconds between commits of processed lines and "
+        "source positions (one transaction each).",
+    )
+    start_at_end: bool = Field(
+        False,
+        description="A file seen for the first time is read from its end rather than from "
+        "the start (the default reads the whole backlog once).",
+    )
+
+
 class Settings(BaseModel):
     """The whole configuration. Build it with ``mailward.config.load``, never at import time."""
 
@@ -123,10 +203,16 @@ class Settings(BaseModel):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     geoip: GeoIPSettings = Field(default_factory=GeoIPSettings)
     analyze: AnalyzeSettings = Field(default_factory=AnalyzeSettings)
+    enforce: EnforceSettings = Field(default_factory=EnforceSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
 
     @property
     def db_path(self) -> Path:
         return self.storage.path or self.general.state_dir / "mailward.db"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.daemon.control_socket or self.general.state_dir / "control.sock"
 
 
 __all__ = ["Settings", "SecretStr", "Network"]
