@@ -189,6 +189,9 @@ class DaemonSettings(Section):
         False,
         description="A file seen for the first time is read from its end rather than from "
         "the start (the default reads the whole backlog once).",
+    )
+
+
 class PostfixPolicySettings(Section):
     enabled: bool = Field(False, description="Run the Postfix policy delegation server.")
     listen: list[str] = Field(
@@ -365,6 +368,9 @@ class PolicySettings(Section):
     )
     dovecot: DovecotPolicySettings = Field(
         default_factory=DovecotPolicySettings, description="Dovecot auth_policy server."
+    )
+
+
 Severity = Literal["info", "warning", "high", "critical"]
 
 
