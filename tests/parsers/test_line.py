@@ -164,3 +164,19 @@ def test_fuzz_bytes_never_raise(data: bytes) -> None:
     parser = LineParser(ParsingSettings(timezone="UTC"))
     parser.parse(data.decode("utf-8", "replace"))
     parser.parse("Nov 21 10:15:08 mx1 postfix/smtpd[1]: " + data.decode("latin-1"))
+
+
+def test_parse_block_matches_parse_at() -> None:
+    for path in all_files():
+        conf, samples = load(path)
+        a = LineParser(ParsingSettings(**conf), now=REFERENCE_NOW)
+        b = LineParser(ParsingSettings(**conf), now=REFERENCE_NOW)
+        lines = [s.line for s in samples]
+        expected = [e for i, line in enumerate(lines, 1) if (e := a.parse_at(line, "f", i))]
+        got = b.parse_block(lines, "f", 1)
+        assert got == expected, path.name
+        assert [e.origin for e in got] == [e.origin for e in expected]
+        assert a.stats == b.stats, path.name
+        c = LineParser(ParsingSettings(**conf), now=REFERENCE_NOW)
+        bare = c.parse_block(lines, "f", 1, origins=False)
+        assert [e.kind for e in bare] == [e.kind for e in expected]

@@ -82,19 +82,22 @@ class Correlator:
         self._pushes += 1
         if not self._pushes & 0xFFF:
             self._sweep()
-        if isinstance(event, AuthFailure):
-            self._failure(event, out)
-        elif isinstance(event, Disconnect):
-            self._disconnect(event, out)
-        elif isinstance(event, Connection):
-            if event.session is not None:
-                self._smtpd[event.session] = _SmtpSession(ts)
+        kind = type(event)
+        if kind is AuthFailure:
+            self._failure(event, out)  # type: ignore[arg-type]
+        elif kind is Disconnect:
+            self._disconnect(event, out)  # type: ignore[arg-type]
+        elif kind is Connection:
+            session = event.session  # type: ignore[attr-defined]
+            if session is not None:
+                self._smtpd[session] = _SmtpSession(ts)
             out.append(event)
-        elif isinstance(event, AuthSuccess):
-            self._success(event, out)
-        elif isinstance(event, AuthError):
-            if event.session is not None:
-                self._session(event.session, ts).auth_error = True
+        elif kind is AuthSuccess:
+            self._success(event, out)  # type: ignore[arg-type]
+        elif kind is AuthError:
+            session = event.session  # type: ignore[attr-defined]
+            if session is not None:
+                self._session(session, ts).auth_error = True
             self.dropped += 1
         else:
             out.append(event)

@@ -20,11 +20,9 @@ from mailward.sources.files import (
     InputSpec,
     expand_inputs,
     input_size,
-    read_lines,
+    read_blocks,
     rotation_key,
 )
-
-PROGRESS_EVERY = 65536  # lines between progress callbacks
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +65,10 @@ class EventStream(Iterator[Event]):
         parsers: list[LineParser],
         correlator: Correlator,
         progress: Callable[[Progress], None] | None,
+        *,
+        origins: bool = True,
     ) -> None:
+        self.origins = origins
         self.inputs = inputs
         self.parsers = parsers
         self.correlator = correlator
@@ -91,7 +92,8 @@ class EventStream(Iterator[Event]):
         return next(self._it)
 
     def _group(self, group: list[Input], parser: LineParser) -> Iterator[Event]:
-        parse_at = parser.parse_at
+        parse_block = parser.parse_block
+        origins = self.origins
         progress = self._progress
         n_inputs = len(self.inputs)
         for source in group:
@@ -99,19 +101,18 @@ class EventStream(Iterator[Event]):
             name = str(source)
             size = input_size(source)
             parser.start_input()
-            lineno = offset = 0
-            for lineno, text, offset in read_lines(source):
-                event = parse_at(text, name, lineno)
-                if event is not None:
-                    yield event
-                if progress is not None and not lineno % PROGRESS_EVERY:
+            lines = offset = 0
+            for first, block, offset in read_blocks(source):
+                yield from parse_block(block, name, first, origins=origins)
+                lines = first + len(block) - 1
+                if progress is not None:
                     progress(
-                        Progress(name, lineno, offset, size, index, n_inputs, self._total + lineno)
+                        Progress(name, lines, offset, size, index, n_inputs, self._total + lines)
                     )
-            self._total += lineno
+            self._total += lines
             if progress is not None:
                 progress(
-                    Progress(name, lineno, offset, size, index, n_inputs, self._total, done=True)
+                    Progress(name, lines, offset, size, index, n_inputs, self._total, done=True)
                 )
 
     def _run(self) -> Iterator[Event]:
@@ -135,14 +136,16 @@ def read_events(
     progress: Callable[[Progress], None] | None = None,
     now: float | None = None,
     default_year: int | None = None,
+    origins: bool = True,
 ) -> EventStream:
     """Expand ``specs`` (files, globs, directories, ``-``), read them oldest first, and yield
     correlated events. Raises ``InputError`` at once for a spec that matches nothing, and while
     iterating for an unreadable or corrupt input. ``now``/``default_year`` steer the year of
-    RFC 3164 stamps (see ``LineParser``)."""
+    RFC 3164 stamps (see ``LineParser``). ``origins=False`` skips the file/line ``Origin`` of
+    RFC 3164 events, for bulk analysis that does not report them (faster)."""
     inputs = expand_inputs(specs)
     parsers = [
         LineParser(settings, now=now, default_year=default_year)
         for _ in group_inputs(inputs) or [[]]
     ]
-    return EventStream(inputs, parsers, Correlator(), progress)
+    return EventStream(inputs, parsers, Correlator(), progress, origins=origins)
