@@ -94,6 +94,18 @@ class GeoIPSettings(Section):
     asn_db: Path | None = Field(
         None, description="MaxMind/DB-IP ASN .mmdb; no ASN data without it."
     )
+    cache_size: int = Field(
+        65536,
+        ge=0,
+        description="Addresses whose country/ASN answers are kept in memory (LRU); 0 turns the "
+        "cache off.",
+    )
+    max_age_days: int = Field(
+        45,
+        ge=1,
+        description="An .mmdb older than this (by its build date) is reported as stale by "
+        "'mailward doctor'; MaxMind and DB-IP publish monthly or more often.",
+    )
 
 
 class AnalyzeSettings(Section):
