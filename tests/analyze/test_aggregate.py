@@ -111,7 +111,7 @@ def test_success_after_failures_is_remembered_with_the_username() -> None:
     )
     agg.finish()
     assert agg.ip_successes() == {ip_address("198.18.9.9"): 1}
-    assert agg.success_users[ip_address("198.18.9.9")] == {"office@example.org"}
+    assert agg.success_usernames(ip_address("198.18.9.9")) == {"office@example.org"}
 
 
 def test_events_without_address_still_count() -> None:

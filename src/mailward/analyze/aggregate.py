@@ -17,7 +17,6 @@ from mailward.events import (
     AuthFailure,
     AuthSuccess,
     Event,
-    FailReason,
     IPAddress,
     UnknownRecipient,
 )
@@ -28,8 +27,8 @@ BUCKET_TOP = 25  # addresses kept per closed hour, enough to name who caused a s
 OPEN_HOURS = 30  # how far out of order events may arrive before an hour is summarised
 OPEN_DAYS = 3
 
-# Per-address slots in Aggregator._ips (a list per address keeps memory per address small).
-_ATT, _PROBES, _OK, _MIN, _MIN_N, _EXCLUDED = range(6)
+# Per-address slot in Aggregator._ips, a small list (cheaper than an object per address):
+# [failed attempts, unknown-recipient probes, successes, current minute, attempts in it, excluded]
 
 
 class BoundedCounter:
@@ -70,33 +69,38 @@ def _mix(x: int) -> int:
 class DistinctSketch:
     """Distinct count: exact up to ``k`` values, then a K-minimum-values estimate (error ~1/sqrt k)."""
 
-    __slots__ = ("k", "values")
+    __slots__ = ("hashed", "k", "values", "worst")
 
     def __init__(self, k: int = 128) -> None:
         self.k = k
         self.values: set[int] = set()
+        self.hashed = False  # exact phase: raw values; then the k smallest hashes
+        self.worst = 0  # the largest kept hash, once hashed
 
     def add(self, value: int) -> None:
-        h = _mix(value)
         values = self.values
-        if h in values:
+        if not self.hashed:
+            values.add(value)
+            if len(values) >= self.k:
+                self.values = {_mix(v) for v in values}
+                self.hashed = True
+                self.worst = max(self.values)
             return
-        if len(values) < self.k:
-            values.add(h)
+        h = _mix(value)
+        if h >= self.worst or h in values:
             return
-        worst = max(values)
-        if h < worst:
-            values.discard(worst)
-            values.add(h)
+        values.discard(self.worst)
+        values.add(h)
+        self.worst = max(values)
 
     @property
     def exact(self) -> bool:
-        return len(self.values) < self.k
+        return not self.hashed
 
     def estimate(self) -> int:
-        if self.exact:
+        if not self.hashed:
             return len(self.values)
-        return round((self.k - 1) * 2**64 / max(self.values))
+        return round((self.k - 1) * 2**64 / self.worst)
 
 
 @dataclass(slots=True)
@@ -115,27 +119,53 @@ class HourStat:
     approximate: bool = False
 
 
+V6 = 1 << 128  # flag bit: per-address tables key IPv6 as int(ip) | V6, IPv4 as int(ip)
+_MASK128 = V6 - 1
+
+
+def ip_key(ip: IPAddress) -> int:
+    """An address as a plain int key: ipaddress objects hash in Python code, ints in C."""
+    return int(ip) if type(ip) is IPv4Address else int(ip) | V6
+
+
+def key_ip(key: int) -> IPAddress:
+    return IPv6Address(key & _MASK128) if key & V6 else IPv4Address(key)
+
+
+def _prefix_text(pkey: int) -> str:
+    if pkey >> 64:  # an IPv6 /64 key is (key >> 64): the V6 flag lands on bit 64
+        return f"{IPv6Address((pkey & ((1 << 64) - 1)) << 64)}/64"
+    return f"{IPv4Address(pkey << 8)}/24"
+
+
+def _prefix_key(key: int) -> int:
+    return key >> 64 if key & V6 else key >> 8
+
+
 class _OpenBucket:
     __slots__ = ("attempts", "ips", "probes", "successes", "users")
-
-    ips: dict[IPAddress, int]
 
     def __init__(self) -> None:
         self.attempts = 0
         self.probes = 0
         self.successes = 0
-        self.ips: dict[IPAddress, int] = {}
+        self.ips: dict[int, int] = {}
         self.users: dict[str, int] = {}
 
     def close(self, keep: int) -> HourStat:
-        top = sorted(self.ips.items(), key=lambda kv: -kv[1])[:keep]
+        top = [(key_ip(k), n) for k, n in sorted(self.ips.items(), key=lambda kv: -kv[1])[:keep]]
         users = sorted(self.users.items(), key=lambda kv: -kv[1])[:5]
-        nets: dict[str, list[int]] = {}
-        for ip, n in self.ips.items():
-            entry = nets.setdefault(prefix_of(ip), [0, 0])
-            entry[0] += n
-            entry[1] += 1
-        prefixes = sorted(((k, v[0], v[1]) for k, v in nets.items()), key=lambda t: -t[2])[:3]
+        nets: dict[int, list[int]] = {}
+        for key, n in self.ips.items():
+            pk = key >> 64 if key & V6 else key >> 8
+            entry = nets.get(pk)
+            if entry is None:
+                nets[pk] = [n, 1]
+            else:
+                entry[0] += n
+                entry[1] += 1
+        best = sorted(nets.items(), key=lambda kv: -kv[1][1])[:3]
+        prefixes = [(_prefix_text(pk), v[0], v[1]) for pk, v in best]
         return HourStat(
             self.attempts, len(self.ips), self.probes, self.successes, top, users, prefixes
         )
@@ -167,7 +197,12 @@ class _ExceedState:
 
 
 class Aggregator:
-    """Feed events with ``add``; read the tables after the stream ends (call ``finish`` first)."""
+    """Feed events with ``add``; read the tables after the stream ends (call ``finish`` first).
+
+    Only failures, unknown-recipient rejects and successes touch the per-address tables; other
+    events are counted by kind. The hot path avoids ipaddress hashing and enum lookups: at a few
+    hundred thousand events per second the analysis must not cost more than the parse.
+    """
 
     def __init__(
         self,
@@ -182,6 +217,8 @@ class Aggregator:
         self.max_ips = max_ips
         self.first_ts: float | None = None
         self.last_ts: float | None = None
+        self._lo = float("inf")
+        self._hi = float("-inf")
         self.kinds: dict[str, int] = {}
         self.attempts = 0
         self.reasons: dict[str, int] = {}
@@ -189,16 +226,20 @@ class Aggregator:
         self.no_ip_attempts = 0
         self.excluded_events = 0
         self.ips_pruned = 0
-        self._ips: dict[IPAddress, list[int]] = {}
+        self._ips: dict[int, list[int]] = {}
         self.usernames = BoundedCounter(max_names)
         self.user_ips: dict[str, DistinctSketch] = {}
         self.recipients = BoundedCounter(max_names)
-        self.success_users: dict[IPAddress, set[str]] = {}
+        self._success_users: dict[int, set[str]] = {}
         self.hours: dict[int, HourStat] = {}
         self.days: dict[int, HourStat] = {}
         self._open_hours: dict[int, _OpenBucket] = {}
         self._open_days: dict[int, _OpenBucket] = {}
-        self._exceed: dict[IPAddress, _ExceedState] = {}
+        self._hour_key = -1
+        self._hour_bucket = _OpenBucket()
+        self._day_key = -1
+        self._day_bucket = _OpenBucket()
+        self._exceed: dict[int, _ExceedState] = {}
         self._finished = False
 
     # -- feeding ----------------------------------------------------------------------------------
@@ -212,87 +253,147 @@ class Aggregator:
 
     def add(self, event: Event) -> None:
         ts = event.ts
-        if self.first_ts is None or ts < self.first_ts:
-            self.first_ts = ts
-        if self.last_ts is None or ts > self.last_ts:
-            self.last_ts = ts
+        if ts < self._lo:
+            self._lo = ts
+        if ts > self._hi:
+            self._hi = ts
+        kinds = self.kinds
         kind = event.kind
-        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        kinds[kind] = kinds.get(kind, 0) + 1
+        cls = type(event)
+        if cls is AuthFailure:
+            self._failure(event, ts)  # type: ignore[arg-type]
+        elif cls is UnknownRecipient:
+            self._probe(event, ts)  # type: ignore[arg-type]
+        elif cls is AuthSuccess:
+            self._success(event, ts)  # type: ignore[arg-type]
+
+    def _slot(self, key: int, ip: IPAddress) -> list[int]:
+        slot = [0, 0, 0, -1, 0, int(self._is_excluded(ip))]
+        self._ips[key] = slot
+        if len(self._ips) > self.max_ips:
+            self._prune_ips()
+        return slot
+
+    def _buckets(self, its: int) -> tuple[_OpenBucket, _OpenBucket]:
+        hk = its // HOUR
+        if hk != self._hour_key:
+            bucket = self._open_hours.get(hk)
+            if bucket is None:
+                bucket = self._open(self._open_hours, self.hours, hk, OPEN_HOURS, BUCKET_TOP)
+            self._hour_key, self._hour_bucket = hk, bucket
+        dk = its // DAY
+        if dk != self._day_key:
+            bucket = self._open_days.get(dk)
+            if bucket is None:
+                bucket = self._open(self._open_days, self.days, dk, OPEN_DAYS, 10)
+            self._day_key, self._day_bucket = dk, bucket
+        return self._hour_bucket, self._day_bucket
+
+    def _failure(self, event: AuthFailure, ts: float) -> None:
         ip = event.ip
+        key = 0
         slot: list[int] | None = None
         if ip is not None:
-            slot = self._ips.get(ip)
+            key = int(ip) if type(ip) is IPv4Address else int(ip) | V6
+            slot = self._ips.get(key)
             if slot is None:
-                slot = [0, 0, 0, -1, 0, int(self._is_excluded(ip))]
-                self._ips[ip] = slot
-                if len(self._ips) > self.max_ips:
-                    self._prune_ips()
-            if slot[_EXCLUDED]:
+                slot = self._slot(key, ip)
+            if slot[5]:
                 self.excluded_events += 1
                 return
-        if isinstance(event, AuthFailure):
-            self._failure(event, ts, ip, slot)
-        elif isinstance(event, UnknownRecipient):
-            if slot is not None:
-                slot[_PROBES] += 1
-            if event.recipient is not None:
-                self.recipients.add(event.recipient.lower())
-            self._hour(ts).probes += 1
-            self._day(ts).probes += 1
-        elif isinstance(event, AuthSuccess):
-            if slot is not None and ip is not None:
-                slot[_OK] += 1
-                if slot[_ATT] and event.username is not None:
-                    users = self.success_users.setdefault(ip, set())
-                    if len(users) < 20:
-                        users.add(event.username)
-            self._hour(ts).successes += 1
-            self._day(ts).successes += 1
-
-    def _failure(
-        self, event: AuthFailure, ts: float, ip: IPAddress | None, slot: list[int] | None
-    ) -> None:
-        n = max(1, event.attempts)
+        n = event.attempts
+        if n < 1:
+            n = 1
         self.attempts += n
-        reason = event.reason.value if isinstance(event.reason, FailReason) else str(event.reason)
-        self.reasons[reason] = self.reasons.get(reason, 0) + n
-        service = event.service.value
-        self.services[service] = self.services.get(service, 0) + n
-        hour = self._hour(ts)
-        day = self._day(ts)
+        reasons = self.reasons
+        reason = event.reason  # a StrEnum: hashes and prints as its value
+        reasons[reason] = reasons.get(reason, 0) + n
+        services = self.services
+        service = event.service
+        services[service] = services.get(service, 0) + n
+        its = int(ts)
+        hour, day = self._buckets(its)
         hour.attempts += n
         day.attempts += n
         user = event.username
         if user is not None:
-            self.usernames.add(user, n)
-            hour.users[user] = hour.users.get(user, 0) + n
-        if ip is None or slot is None:
+            counts = self.usernames.counts
+            c = counts.get(user)
+            if c is None:
+                counts[user] = n
+                if len(counts) > self.usernames.cap:
+                    self.usernames._prune()
+            else:
+                counts[user] = c + n
+            hu = hour.users
+            hu[user] = hu.get(user, 0) + n
+        if slot is None:
             self.no_ip_attempts += n
             return
-        slot[_ATT] += n
-        hour.ips[ip] = hour.ips.get(ip, 0) + n
-        day.ips[ip] = day.ips.get(ip, 0) + n
+        slot[0] += n
+        hips = hour.ips
+        hips[key] = hips.get(key, 0) + n
+        dips = day.ips
+        dips[key] = dips.get(key, 0) + n
         if user is not None:
             sketch = self.user_ips.get(user)
             if sketch is None:
                 sketch = self.user_ips[user] = DistinctSketch()
-            sketch.add(int(ip))
-        minute = int(ts) // 60
-        if slot[_MIN] == minute:
-            slot[_MIN_N] += n
+            sketch.add(key)
+        minute = its // 60
+        if slot[3] == minute:
+            slot[4] += n
         else:
-            self._close_minute(ip, slot)
-            slot[_MIN] = minute
-            slot[_MIN_N] = n
+            if slot[4] > self.rate_limit:
+                self._close_minute(key, slot)
+            slot[3] = minute
+            slot[4] = n
 
-    def _close_minute(self, ip: IPAddress, slot: list[int]) -> None:
-        count = slot[_MIN_N]
+    def _probe(self, event: UnknownRecipient, ts: float) -> None:
+        ip = event.ip
+        if ip is not None:
+            key = ip_key(ip)
+            slot = self._ips.get(key)
+            if slot is None:
+                slot = self._slot(key, ip)
+            if slot[5]:
+                self.excluded_events += 1
+                return
+            slot[1] += 1
+        if event.recipient is not None:
+            self.recipients.add(event.recipient.lower())
+        hour, day = self._buckets(int(ts))
+        hour.probes += 1
+        day.probes += 1
+
+    def _success(self, event: AuthSuccess, ts: float) -> None:
+        ip = event.ip
+        if ip is not None:
+            key = ip_key(ip)
+            slot = self._ips.get(key)
+            if slot is None:
+                slot = self._slot(key, ip)
+            if slot[5]:
+                self.excluded_events += 1
+                return
+            slot[2] += 1
+            if slot[0] and event.username is not None:
+                users = self._success_users.setdefault(key, set())
+                if len(users) < 20:
+                    users.add(event.username)
+        hour, day = self._buckets(int(ts))
+        hour.successes += 1
+        day.successes += 1
+
+    def _close_minute(self, key: int, slot: list[int]) -> None:
+        count = slot[4]
         if count <= self.rate_limit:
             return
-        minute = slot[_MIN]
-        state = self._exceed.get(ip)
+        minute = slot[3]
+        state = self._exceed.get(key)
         if state is None:
-            state = self._exceed[ip] = _ExceedState(minute, count)
+            state = self._exceed[key] = _ExceedState(minute, count)
         if count > state.peak:
             state.peak, state.peak_minute = count, minute
         state.first = min(state.first, minute)
@@ -312,32 +413,19 @@ class Aggregator:
     def _prune_ips(self) -> None:
         # Drop the one-attempt addresses with nothing else to say: the long tail of a huge botnet.
         before = len(self._ips)
+        exceed = self._exceed
         keep = {
-            ip: s
-            for ip, s in self._ips.items()
-            if s[_ATT] > 1 or s[_PROBES] > 1 or s[_OK] or s[_EXCLUDED] or ip in self._exceed
+            k: s
+            for k, s in self._ips.items()
+            if s[0] > 1 or s[1] > 1 or s[2] or s[5] or k in exceed
         }
         if len(keep) > self.max_ips * 0.9:
-            floor = sorted(s[_ATT] for s in keep.values())[len(keep) // 2]
-            keep = {ip: s for ip, s in keep.items() if s[_ATT] > floor or s[_OK]}
+            floor = sorted(s[0] for s in keep.values())[len(keep) // 2]
+            keep = {k: s for k, s in keep.items() if s[0] > floor or s[2]}
         self._ips = keep
         self.ips_pruned += before - len(keep)
 
     # -- buckets ----------------------------------------------------------------------------------
-
-    def _hour(self, ts: float) -> _OpenBucket:
-        key = int(ts) // HOUR
-        bucket = self._open_hours.get(key)
-        if bucket is None:
-            bucket = self._open(self._open_hours, self.hours, key, OPEN_HOURS, BUCKET_TOP)
-        return bucket
-
-    def _day(self, ts: float) -> _OpenBucket:
-        key = int(ts) // DAY
-        bucket = self._open_days.get(key)
-        if bucket is None:
-            bucket = self._open(self._open_days, self.days, key, OPEN_DAYS, 10)
-        return bucket
 
     @staticmethod
     def _open(
@@ -364,6 +452,8 @@ class Aggregator:
         if self._finished:
             return
         self._finished = True
+        if self._lo <= self._hi:
+            self.first_ts, self.last_ts = self._lo, self._hi
         for opened, closed, keep in (
             (self._open_hours, self.hours, BUCKET_TOP),
             (self._open_days, self.days, 10),
@@ -373,26 +463,30 @@ class Aggregator:
                 prev = closed.get(key)
                 closed[key] = stat if prev is None else _merge(prev, stat)
             opened.clear()
-        for ip, slot in self._ips.items():
-            if slot[_MIN_N]:
-                self._close_minute(ip, slot)
-                slot[_MIN_N] = 0
+        for key, slot in self._ips.items():
+            if slot[4]:
+                self._close_minute(key, slot)
+                slot[4] = 0
 
     # -- reading ----------------------------------------------------------------------------------
 
     def ip_attempts(self) -> dict[IPAddress, int]:
-        return {ip: s[_ATT] for ip, s in self._ips.items() if s[_ATT] and not s[_EXCLUDED]}
+        return {key_ip(k): s[0] for k, s in self._ips.items() if s[0] and not s[5]}
 
     def ip_probes(self) -> dict[IPAddress, int]:
-        return {ip: s[_PROBES] for ip, s in self._ips.items() if s[_PROBES] and not s[_EXCLUDED]}
+        return {key_ip(k): s[1] for k, s in self._ips.items() if s[1] and not s[5]}
 
     def ip_successes(self) -> dict[IPAddress, int]:
-        return {ip: s[_OK] for ip, s in self._ips.items() if s[_OK] and not s[_EXCLUDED]}
+        return {key_ip(k): s[2] for k, s in self._ips.items() if s[2] and not s[5]}
+
+    def success_usernames(self, ip: IPAddress) -> set[str]:
+        """Usernames an address logged in as after it had failed at least once."""
+        return set(self._success_users.get(ip_key(ip), ()))
 
     def rate_exceeded(self) -> list[RateExceed]:
         out = [
             RateExceed(
-                ip=ip,
+                ip=key_ip(key),
                 peak_per_minute=st.peak,
                 peak_minute=st.peak_minute * 60.0,
                 first=st.first * 60.0,
@@ -400,7 +494,7 @@ class Aggregator:
                 minutes_over=st.minutes,
                 attempts_over=st.attempts_over,
             )
-            for ip, st in self._exceed.items()
+            for key, st in self._exceed.items()
         ]
         out.sort(key=lambda r: (-r.attempts_over, -r.peak_per_minute, str(r.ip)))
         return out
@@ -441,6 +535,4 @@ def _merge(a: HourStat, b: HourStat) -> HourStat:
 
 def prefix_of(ip: IPAddress) -> str:
     """The /24 (IPv4) or /64 (IPv6) an address belongs to, as CIDR text."""
-    if isinstance(ip, IPv4Address):
-        return f"{IPv4Address(int(ip) & 0xFFFFFF00)}/24"
-    return f"{IPv6Address(int(ip) & ~((1 << 64) - 1))}/64"
+    return _prefix_text(_prefix_key(ip_key(ip)))

@@ -332,7 +332,7 @@ def build_report(
 
     successes = agg.ip_successes()
     breaches = [
-        Breach(str(ip), ip_att.get(ip, 0), successes[ip], sorted(agg.success_users.get(ip, ())))
+        Breach(str(ip), ip_att.get(ip, 0), successes[ip], sorted(agg.success_usernames(ip)))
         for ip in successes
         if ip_att.get(ip, 0) >= BREACH_MIN_FAILURES
         and ip_att.get(ip, 0) >= BREACH_FAILURES_PER_SUCCESS * successes[ip]
@@ -350,8 +350,8 @@ def build_report(
         kinds=dict(agg.kinds),
         attempts=agg.attempts,
         distinct_ips=len(ip_att),
-        reasons=dict(agg.reasons),
-        services=dict(agg.services),
+        reasons={str(k): v for k, v in agg.reasons.items()},
+        services={str(k): v for k, v in agg.services.items()},
         days=days,
         hours=hours,
         top_ips=top_ips,
