@@ -25,42 +25,47 @@ from mailward.cli.common import AppContext, emit_json, fail, json_option, pass_a
 from mailward.config import Settings
 from mailward.demo.generator import DemoConfig, DemoLog, demo_end
 from mailward.errors import MailwardError
-from mailward.events import Event, Origin
+from mailward.events import Event
 
 DEMO_LINES = 150_000
 DEMO_SEED = 7
 STORE_BATCH = 5_000
 
 
-class Progress:
-    """Bytes read of the total on one stderr line, at most five times a second."""
+_COMPRESSED = (".gz", ".bz2", ".xz")
 
-    def __init__(self, stream: IO[str], total: int | None) -> None:
+
+class Progress:
+    """One stderr line: input i of n, bytes read (of its size when not compressed), lines, rate.
+
+    Called with the ingest stage's ``Progress`` records; redraws at most five times a second.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
-        self.total = total
-        self.done_before = 0  # bytes of the inputs already finished
-        self.lines = 0
         self._last = 0.0
         self._start = time.monotonic()
+        self.drawn = False
 
-    def update(self, offset: int, lines: int) -> None:
+    def __call__(self, p: Any) -> None:
         now = time.monotonic()
-        if now - self._last < 0.2:
+        if now - self._last < 0.2 and not p.done:
             return
         self._last = now
-        done = self.done_before + offset
-        rate = lines / max(now - self._start, 1e-6)
-        if self.total:
-            pct = min(100.0, done / self.total * 100)
-            text = f"  {done / 1e6:,.1f} of {self.total / 1e6:,.1f} MB ({pct:.0f}%)"
-        else:
-            text = f"  {done / 1e6:,.1f} MB"
-        self.stream.write(f"\r{text}, {lines:,} lines, {rate:,.0f} lines/s ")
+        name = str(p.source)
+        read = f"{p.offset / 1e6:,.1f} MB"
+        if p.size and not name.endswith(_COMPRESSED):
+            read += f" of {p.size / 1e6:,.1f} MB ({min(100.0, p.offset / p.size * 100):.0f}%)"
+        rate = p.lines_total / max(now - self._start, 1e-6)
+        short = name if len(name) <= 30 else "…" + name[-29:]
+        text = f"[{p.index + 1}/{p.inputs}] {short}: {read}, {p.lines_total:,} lines, {rate:,.0f}/s"
+        self.stream.write("\r" + text[:110].ljust(80))
         self.stream.flush()
+        self.drawn = True
 
     def close(self) -> None:
-        if self._last:
-            self.stream.write("\r" + " " * 78 + "\r")
+        if self.drawn:
+            self.stream.write("\r" + " " * 80 + "\r")
             self.stream.flush()
 
 
@@ -69,12 +74,18 @@ class InputStats:
     files: int = 0
     lines: int = 0
     recognised: int = 0
+    ignored: int = 0
+    unrecognised: int = 0
     stored: int = 0
     already_stored_lines: int = 0
 
-    @property
-    def unrecognised(self) -> int:
-        return self.lines - self.recognised
+
+def _stage(module: str, what: str) -> Any:
+    """Import another stage's module late: ``analyze`` must still run (and fail clearly) without it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MailwardError(f"{what} are not available in this build ({exc})") from exc
 
 
 def read_inputs(
@@ -86,68 +97,75 @@ def read_inputs(
     store: Any = None,
 ) -> Iterator[Event]:
     """Expand, read, parse and correlate ``specs``; with ``store``, keep the new events too."""
+    if store is not None:
+        yield from _read_and_store(specs, settings, stats, store, progress)
+        return
+    parsers = _stage("mailward.parsers", "the log parsers")
+    stream = parsers.read_events(specs, settings.parsing, progress=progress)
+    stats.files = len(stream.inputs)
+    yield from stream
+    _copy_stats(stats, stream.stats)
+
+
+def _copy_stats(stats: InputStats, parsed: Any) -> None:
+    stats.lines = parsed.lines
+    stats.recognised = parsed.recognised
+    stats.ignored = parsed.ignored
+    stats.unrecognised = parsed.unrecognised
+
+
+def _read_and_store(
+    specs: list[str], settings: Settings, stats: InputStats, store: Any, progress: Any
+) -> Iterator[Event]:
+    """File by file, so each file's import position can be stored with its events: lines up to
+    the stored offset are analysed again but not stored again."""
     parsers = _stage("mailward.parsers", "the log parsers")
     files = _stage("mailward.sources.files", "the log readers")
-    expand_inputs, file_identity, read_lines = (
-        files.expand_inputs,
-        files.file_identity,
-        files.read_lines,
-    )
-    LineParser, Correlator = parsers.LineParser, parsers.Correlator  # noqa: N806
+    pipeline = _stage("mailward.parsers.pipeline", "the log parsers")
+    inputs = files.expand_inputs(specs)
+    stats.files = len(inputs)
+    parser = parsers.LineParser(settings.parsing)
+    correlator = parsers.Correlator()
+    skip: dict[str, int] = {}  # source name -> last line already in the store
+    batch: list[Event] = []
 
-    inputs = expand_inputs(specs)
-    if progress is not None:
-        progress.total = _total_size(inputs)
-    parser = LineParser(settings.parsing)
-    correlator = Correlator()
-    for source in inputs:
-        stats.files += 1
+    def keep(events: list[Event]) -> Iterator[Event]:
+        for event in events:
+            yield event
+            origin = event.origin
+            if origin is None or origin.line is None or origin.line > skip.get(origin.source, 0):
+                batch.append(event)
+
+    total = 0
+    for index, source in enumerate(inputs):
         name = str(source)
-        identity = start = None
-        skip_upto = 0  # lines already in the store: analysed, not stored again
-        if store is not None and name != "-":
-            identity = file_identity(source)
-            start = store.import_position(identity)
-        batch: list[Event] = []
-        offset = 0
-        for lineno, text, offset in read_lines(source):
-            stats.lines += 1
-            if start and offset <= start:
-                skip_upto = lineno
-            event = parser.parse(text, Origin(name, lineno))
+        identity = None if name == "-" else files.file_identity(source)
+        start = 0 if identity is None else store.import_position(identity)
+        size = files.input_size(source)
+        parser.start_input()
+        lineno = offset = 0
+        for lineno, text, offset in files.read_lines(source):
+            if offset <= start:
+                skip[name] = lineno
+            event = parser.parse_at(text, name, lineno)
             if event is not None:
-                stats.recognised += 1
-                for out in correlator.push(event):
-                    yield out
-                    if store is not None and _line(out) > skip_upto:
-                        batch.append(out)
-            if store is not None and len(batch) >= STORE_BATCH:
+                yield from keep(correlator.push(event))
+            if len(batch) >= STORE_BATCH:
                 stats.stored += _commit(store, identity, offset, batch, name)
-            if progress is not None and not stats.lines & 0x3FF:
-                progress.update(offset, stats.lines)
-        for out in correlator.flush():
-            yield out
-            if store is not None and _line(out) > skip_upto:
-                batch.append(out)
-        if store is not None:
-            stats.stored += _commit(store, identity, offset, batch, name)
-        stats.already_stored_lines += skip_upto
-        if progress is not None:
-            progress.done_before += offset
-
-
-def _stage(module: str, what: str) -> Any:
-    """Import another stage's module late: ``analyze`` must still run (and fail clearly) without it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MailwardError(f"{what} are not available in this build ({exc})") from exc
-
-
-def _line(event: Event) -> int:
-    if event.origin is None:
-        return 0
-    return event.origin.line or 0
+            if progress is not None and not lineno % 65536:
+                progress(
+                    pipeline.Progress(
+                        name, lineno, offset, size, index, len(inputs), total + lineno
+                    )
+                )
+        total += lineno
+        stats.stored += _commit(store, identity, offset, batch, name)
+        stats.already_stored_lines += skip.get(name, 0)
+    yield from keep(correlator.flush())
+    if batch:
+        stats.stored += int(store.add_events(batch))
+        batch.clear()
+    _copy_stats(stats, parser.stats)
 
 
 def _commit(store: Any, identity: str | None, offset: int, batch: list[Event], name: str) -> int:
@@ -157,21 +175,6 @@ def _commit(store: Any, identity: str | None, offset: int, batch: list[Event], n
         n = int(store.import_batch(identity, offset, batch, path=name))
     batch.clear()
     return n
-
-
-def _total_size(inputs: list[Any]) -> int | None:
-    input_size = getattr(_stage("mailward.sources.files", "the log readers"), "input_size", None)
-    total = 0
-    for source in inputs:
-        size = None
-        if input_size is not None:
-            size = input_size(source)
-        elif isinstance(source, Path):
-            size = source.stat().st_size
-        if size is None:
-            return None
-        total += size
-    return total
 
 
 def _open_geo(settings: Settings) -> tuple[GeoLookup | None, str]:
@@ -214,6 +217,7 @@ def run_analysis(
         "files": stats.files,
         "lines": stats.lines,
         "recognised": stats.recognised,
+        "ignored": stats.ignored,
         "unrecognised": stats.unrecognised,
     }
     if store is not None:
@@ -285,7 +289,7 @@ def analyze(
     if not demo and not paths:
         fail("no input: give log files (e.g. /var/log/mail.log*) or --demo")
     show = sys.stderr.isatty() if progress is None else progress
-    meter = Progress(sys.stderr, None) if show else None
+    meter = Progress(sys.stderr) if show else None
     store = None
     try:
         if use_store:
