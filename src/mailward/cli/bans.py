@@ -15,6 +15,7 @@ from mailward.cli.common import AppContext, emit_json, fail, json_option, pass_a
 from mailward.cli.run import ledger_path, make_enforcer
 from mailward.config.model import Settings
 from mailward.daemon import control
+from mailward.daemon.app import overlapping
 from mailward.daemon.durations import format_duration, parse_duration
 from mailward.daemon.ledger import SqliteLedger
 from mailward.decisions.model import Action, Decision
@@ -143,14 +144,12 @@ def unban(app: AppContext, target: str | None, everything: bool, as_json: bool) 
     args: dict[str, Any] = {"all": True} if everything else {"target": target}
     result = _daemon(app.settings, "unban", by="cli", **args)
     if result is None:
-        if everything:
-            ledger = SqliteLedger(ledger_path(app.settings))
-            try:
-                targets = sorted({d.target for d in ledger.active_decisions(time.time())})
-            finally:
-                ledger.close()
-        else:
-            targets = [target or ""]
+        ledger = SqliteLedger(ledger_path(app.settings))
+        try:
+            current = {d.target for d in ledger.active_decisions(time.time())}
+        finally:
+            ledger.close()
+        targets = sorted(current) if everything else overlapping(target or "", current)
         now = time.time()
         _direct(
             app.settings,

@@ -32,6 +32,23 @@ LIVE_WINDOW = 300.0  # events older than this are a backlog: detectors see them 
 COMMIT_LINES = 5000  # at most this many lines between two ledger commits
 
 
+def overlapping(target: str, bans: set[str] | list[str]) -> list[str]:
+    """The ban targets that contain ``target`` or lie inside it."""
+    try:
+        net = as_network(target)
+    except ValueError:
+        raise InputError(f"not an IP address or CIDR prefix: {target!r}") from None
+    out = []
+    for ban in bans:
+        try:
+            other = as_network(ban)
+        except ValueError:
+            continue
+        if other.version == net.version and other.overlaps(net):
+            out.append(ban)
+    return sorted(out)
+
+
 class Parser(Protocol):
     def parse(self, line: str, origin: Origin | None = None) -> Event | None: ...
 
@@ -447,17 +464,12 @@ class Daemon:
         return decision
 
     async def unban(self, target: str | None, by: str = "operator") -> list[Decision]:
-        """Lift one target (everything inside it), or every active ban when ``target`` is None."""
+        """Lift every active ban that covers or lies inside ``target`` (all when None); one
+        UNBAN decision per lifted ban, naming it exactly."""
         now = self.clock.now()
-        if target is None:
-            active = await asyncio.to_thread(self.store.active_decisions, now)
-            targets = sorted({d.target for d in active})
-        else:
-            try:
-                net = as_network(target)
-            except ValueError:
-                raise InputError(f"not an IP address or CIDR prefix: {target!r}") from None
-            targets = [str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)]
+        active = await asyncio.to_thread(self.store.active_decisions, now)
+        current = {d.target for d in active} | {d.target for d in self.active_bans()}
+        targets = sorted(current) if target is None else overlapping(target, current)
         decisions = [
             Decision(
                 ts=now,
@@ -469,7 +481,8 @@ class Daemon:
             )
             for t in targets
         ]
-        await self.submit(decisions)
+        if decisions:
+            await self.submit(decisions)
         return decisions
 
     async def submit(self, decisions: Sequence[Decision]) -> None:
