@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 
-def write_config(root: Path, backend: str = "dry-run", extra: str = "") -> Path:
+def write_config(root: Path, backend: str = "dry-run", extra: str = "", enforce: str = "") -> Path:
+    """A config under ``root``; ``enforce`` adds lines to [enforce], ``extra`` whole sections."""
     (root / "mail.log").touch()
     cfg = root / "mailward.toml"
     cfg.write_text(
@@ -22,6 +23,7 @@ files = ["{root / "mail.log"}"]
 [enforce]
 backend = "{backend}"
 batch_interval = 0.05
+{enforce}
 [daemon]
 poll_interval = 0.05
 {extra}
