@@ -83,7 +83,8 @@ class MemoryBackend:
     def apply(self, decision: Decision) -> None:
         """Install an operator's or another detector's decision."""
         if decision.action is Action.BAN and decision.network is not None:
-            self.bans.append(_Ban(decision.network, decision.until, decision))
+            if all(b.decision != decision for b in self.bans):  # applying twice is harmless
+                self.bans.append(_Ban(decision.network, decision.until, decision))
         elif decision.action is Action.UNBAN and decision.network is not None:
             self.bans = [b for b in self.bans if b.net != decision.network]
         elif decision.action is Action.PROTECT_USER and decision.is_user:
