@@ -8,6 +8,8 @@ detector twin: 3 failures per IP ban it, 3 distinct failing IPs protect a userna
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import smtplib
 import subprocess
 import sys
@@ -16,9 +18,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from tests.realstack.mailstack import DOMAIN, USERS, MailStack, SrcIMAP, available, make_stack
 
 from mailward.policy.probe import match_outage
-from tests.realstack.mailstack import DOMAIN, USERS, MailStack, available, make_stack
 
 pytestmark = [pytest.mark.realstack, pytest.mark.slow]
 
@@ -36,6 +38,8 @@ def stack() -> Iterator[MailStack]:
         yield st
     finally:
         st.stop_all()
+        if not os.environ.get("MAILWARD_KEEP_STACK"):  # set it to keep logs for a post-mortem
+            shutil.rmtree(st.root, ignore_errors=True)
 
 
 ALICE_HOME = "127.0.5.1"  # alice's usual address: reads her mail from here
@@ -53,8 +57,6 @@ def mail_flow(st: MailStack) -> None:
         )
         assert refused == {}
     deadline = time.monotonic() + 15
-    from tests.realstack.mailstack import SrcIMAP
-
     while True:
         imap = SrcIMAP("127.0.0.1", st.imap_port, ALICE_HOME)
         try:
@@ -72,11 +74,24 @@ def mail_flow(st: MailStack) -> None:
 
 def test_real_user_mail_flow_works(stack: MailStack) -> None:
     mail_flow(stack)
-    # Postfix really asks mailward: the CONNECT hook is in place on the submission service.
-    assert "check_policy_service" in subprocess.run(
-        ["postconf", "-c", str(stack.postfix_dir), "-P", "submission/inet/smtpd_client_restrictions"],
-        capture_output=True, text=True, check=False,
-    ).stdout + (stack.postfix_dir / "main.cf").read_text()
+    # The settings came from `mailward integrate postfix`; Postfix accepted them as they are.
+    main_cf = subprocess.run(
+        ["postconf", "-c", str(stack.postfix_dir), "-h", "mailward_connect"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"inet:127.0.0.1:{stack.policy_port}" in main_cf and "default_action=DUNNO" in main_cf
+    per_service = subprocess.run(
+        ["postconf", "-c", str(stack.postfix_dir), "-P"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    sub = f"127.0.0.1:{stack.submission_port}/inet/"
+    assert f"{sub}smtpd_delay_reject = no" in per_service
+    assert f"{sub}smtpd_client_restrictions = $mailward_connect" in per_service
+    assert f"{sub}smtpd_client_connection_count_limit = 10" in per_service
 
 
 def test_attempt_after_threshold_is_refused_inline_by_dovecot(stack: MailStack) -> None:
@@ -89,7 +104,9 @@ def test_attempt_after_threshold_is_refused_inline_by_dovecot(stack: MailStack) 
     ok, text, _ = stack.imap_login("dave", USERS["dave"], attacker)
     assert not ok
     line = stack.wait_log("dovecot.log", f"policy(dave,{attacker},")
-    assert "refusal" in stack.wait_log("dovecot.log", "Authentication failure due to policy server refusal")
+    assert "refusal" in stack.wait_log(
+        "dovecot.log", "Authentication failure due to policy server refusal"
+    )
     assert attacker in line
     # dave himself, from elsewhere, is not affected
     assert stack.imap_login("dave", USERS["dave"], stack.new_ip())[0]
@@ -111,7 +128,9 @@ def test_banned_ip_gets_421_at_connect_on_submission(stack: MailStack) -> None:
     mail_flow(stack)
 
 
-def test_username_under_distributed_attack_refuses_new_ips_but_not_its_owner(stack: MailStack) -> None:
+def test_username_under_distributed_attack_refuses_new_ips_but_not_its_owner(
+    stack: MailStack,
+) -> None:
     assert stack.imap_login("bob", USERS["bob"], BOB_HOME)[0]  # bob's usual address, known good
     for i in range(3):  # a botnet: one try per address
         assert not stack.imap_login("bob", f"botnet{i}", stack.new_ip())[0]
@@ -135,9 +154,24 @@ def test_username_under_distributed_attack_refuses_new_ips_but_not_its_owner(sta
 
 def probe(stack: MailStack, hook_file: str) -> tuple[int, dict[str, object]]:
     done = subprocess.run(
-        [sys.executable, "-m", "mailward.cli.main", "-c", str(stack.config), "policy", "probe",
-         "--json", "--timeout", "2", "--on-failure", f"cat > {hook_file}"],
-        capture_output=True, text=True, timeout=30, check=False,
+        [
+            sys.executable,
+            "-m",
+            "mailward.cli.main",
+            "-c",
+            str(stack.config),
+            "policy",
+            "probe",
+            "--json",
+            "--timeout",
+            "2",
+            "--on-failure",
+            f"cat > {hook_file}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     return done.returncode, json.loads(done.stdout)
 
@@ -156,7 +190,10 @@ def test_outage_fails_open_and_is_detected(stack: MailStack) -> None:
         code, report = probe(stack, str(hook))
         assert code == 1 and report["ok"] is False
         endpoints = report["endpoints"]
-        assert isinstance(endpoints, list) and {e["name"] for e in endpoints} == {"postfix", "dovecot"}
+        assert isinstance(endpoints, list) and {e["name"] for e in endpoints} == {
+            "postfix",
+            "dovecot",
+        }
         assert all(not e["ok"] for e in endpoints)
         alert = hook.read_text()
         assert f"127.0.0.1:{stack.policy_port}" in alert and str(stack.authpol_port) in alert
