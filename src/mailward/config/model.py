@@ -112,6 +112,86 @@ class AnalyzeSettings(Section):
     top: int = Field(10, ge=1, le=1000, description="Rows in each top-N table.")
 
 
+MAIL_PORTS = [25, 465, 587, 110, 995, 143, 993, 4190]
+
+
+class EnforceSettings(Section):
+    backend: Literal["nftables", "dry-run", "none"] = Field(
+        "nftables",
+        description="How bans are enforced: 'nftables' (mailward's own table), 'dry-run' (log "
+        "only) or 'none' (decisions are stored and answered by the policy servers only).",
+    )
+    table: str = Field(
+        "mailward",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,30}$",
+        description="Name of mailward's own nftables table (family inet); no other table is "
+        "ever touched.",
+    )
+    ports: list[int] = Field(
+        default_factory=lambda: list(MAIL_PORTS),
+        min_length=1,
+        description="TCP ports the ban rules apply to (default: the mail ports 25, 465, 587, "
+        "110, 995, 143, 993, 4190).",
+    )
+    action: Literal["reject", "drop"] = Field(
+        "reject",
+        description="'reject' answers banned clients with a TCP reset (fast, honest); 'drop' "
+        "lets them time out.",
+    )
+    hooks: list[Literal["input", "forward"]] = Field(
+        default_factory=lambda: list[Literal["input", "forward"]](["input"]),
+        min_length=1,
+        description="Netfilter hooks the ban chain attaches to; add 'forward' when the mail "
+        "server runs in a container behind the host's forwarding.",
+    )
+    batch_interval: float = Field(
+        0.2,
+        ge=0,
+        le=10,
+        description="Seconds decisions are collected before one atomic nft batch is sent.",
+    )
+    nft: str = Field("nft", description="The nft binary (a name on PATH or an absolute path).")
+    netns: str | None = Field(
+        None,
+        description="Run nft inside this named network namespace (ip netns exec); for tests "
+        "and containers. Default: the daemon's own namespace.",
+    )
+
+    @field_validator("ports")
+    @classmethod
+    def _valid_ports(cls, value: list[int]) -> list[int]:
+        for port in value:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is out of range 1-65535")
+        return sorted(set(value))
+
+
+class DaemonSettings(Section):
+    control_socket: Path | None = Field(
+        None,
+        description="UNIX socket of the control API used by the CLI; default: "
+        "<general.state_dir>/control.sock.",
+    )
+    poll_interval: float = Field(
+        0.25, gt=0, le=60, description="Seconds between checks of followed log files."
+    )
+    expire_interval: float = Field(
+        5.0, gt=0, le=3600, description="Seconds between sweeps that expire ended bans."
+    )
+    checkpoint_interval: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="At most this many seconds between commits of processed lines and "
+        "source positions (one transaction each).",
+    )
+    start_at_end: bool = Field(
+        False,
+        description="A file seen for the first time is read from its end rather than from "
+        "the start (the default reads the whole backlog once).",
+    )
+
+
 class PostfixPolicySettings(Section):
     enabled: bool = Field(False, description="Run the Postfix policy delegation server.")
     listen: list[str] = Field(
@@ -291,6 +371,171 @@ class PolicySettings(Section):
     )
 
 
+Severity = Literal["info", "warning", "high", "critical"]
+
+
+class NotifySettings(Section):
+    """[notify]: where alerts go. Local sendmail is the default: no credentials stored."""
+
+    enabled: bool = Field(True, description="Send notifications at all.")
+    to: list[str] = Field(
+        default_factory=lambda: ["root"],
+        description="Recipients of alert mail (sendmail and SMTP channels).",
+    )
+    from_address: str = Field("mailward@localhost", description="Sender address of alert mail.")
+    min_severity: Severity = Field(
+        "warning", description="Alerts below this severity are not sent (still counted)."
+    )
+    sendmail: bool = Field(True, description="Deliver through the local sendmail binary.")
+    sendmail_path: Path = Field(
+        Path("/usr/sbin/sendmail"), description="The sendmail binary (Postfix ships one)."
+    )
+    smtp_host: str | None = Field(
+        None, description="SMTP relay for alerts; empty means the SMTP channel is off."
+    )
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP relay port.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description="'starttls' (587), 'tls' (implicit TLS, 465) or 'none' (loopback only).",
+    )
+    smtp_username: str | None = Field(None, description="SMTP login; empty means no AUTH.")
+    smtp_password: SecretStr | None = Field(
+        None,
+        description='SMTP password; write it as { "$file" = "/etc/mailward/smtp.pw" } or '
+        '{ "$env" = "NAME" }, never inline.',
+    )
+    smtp_verify_tls: bool = Field(True, description="Verify the relay's TLS certificate.")
+    smtp_ca_file: Path | None = Field(
+        None, description="CA bundle for the relay's certificate (default: the system store)."
+    )
+    apprise_urls: list[SecretStr] = Field(
+        default_factory=list,
+        description="Apprise URLs (ntfy://, slack://, matrix://, json://, ...); each one may be a "
+        "$env/$file secret since URLs carry tokens.",
+    )
+    timeout_seconds: float = Field(
+        30.0, gt=0, description="A delivery attempt taking longer than this counts as failed."
+    )
+    queue_size: int = Field(
+        1000, ge=1, description="Per-channel in-memory queue bound; overflow goes to the spool."
+    )
+    group_seconds: float = Field(
+        20.0,
+        ge=0,
+        description="Alerts raised within this window are sent as one message (critical ones "
+        "are never held back).",
+    )
+    cooldown_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="After an alert is sent, the same alert (same key) is held back this long; "
+        "repeats are counted and reported with the next one. Survives restarts.",
+    )
+    retry_initial_seconds: float = Field(
+        30.0, gt=0, description="First retry delay for an undelivered message (doubles each try)."
+    )
+    retry_max_seconds: float = Field(
+        3600.0, gt=0, description="Longest delay between retries of an undelivered message."
+    )
+    spool_max_age_days: float = Field(
+        7.0, gt=0, description="Undelivered messages older than this are dropped (and logged)."
+    )
+    heartbeat_url: SecretStr | None = Field(
+        None,
+        description="Dead-man's-switch URL (e.g. healthchecks.io) pinged while mailward is "
+        "healthy; empty means off.",
+    )
+    heartbeat_seconds: float = Field(300.0, ge=10, description="Interval between heartbeat pings.")
+
+
+class AlertSettings(Section):
+    """[alerts]: the rules that turn events, decisions and health into alerts."""
+
+    check_seconds: float = Field(
+        15.0, gt=0, description="How often time-based rules (spikes, lag, silence) are evaluated."
+    )
+    spike_kinds: list[str] = Field(
+        default_factory=lambda: ["auth_failure"],
+        description="Event kinds counted as login attempts by the spike rule.",
+    )
+    spike_sensitivity: float = Field(
+        6.0,
+        gt=0,
+        description="Robust deviations (MAD, Poisson floor) above the hour-of-week baseline a "
+        "60-minute window must reach to be a spike; lower fires more.",
+    )
+    spike_min_count: int = Field(
+        30, ge=1, description="A spike needs at least this many attempts in 60 minutes."
+    )
+    spike_min_ratio: float = Field(
+        3.0, ge=1, description="A spike needs at least this many times the baseline."
+    )
+    spike_history_weeks: int = Field(
+        8, ge=1, le=52, description="Weeks of hourly counts kept for the baseline."
+    )
+    distributed_min_ips: int = Field(
+        10,
+        ge=2,
+        description="Distinct IPs failing on one username within the window that make a "
+        "distributed-attack alert.",
+    )
+    distributed_window_seconds: float = Field(
+        3600.0, gt=0, description="Window of the distributed-attack rule."
+    )
+    ban_storm_per_minute: int = Field(
+        30, ge=1, description="Bans per minute above which a ban-storm alert fires."
+    )
+    breach_min_failures: int = Field(
+        5,
+        ge=1,
+        description="Failures from the same IP before a successful login that make a "
+        "possible-breach alert (critical).",
+    )
+    breach_prefix_min_failures: int = Field(
+        20,
+        ge=1,
+        description="Failures from the same /24 or /64 before a success that make a "
+        "possible-breach alert.",
+    )
+    breach_window_seconds: float = Field(
+        86400.0, gt=0, description="How far back failures count for the possible-breach rule."
+    )
+    new_location: bool = Field(
+        True,
+        description="Alert when an account logs in from a country or ASN never seen for it.",
+    )
+    source_lag_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Alert when a source's processing falls this far behind its newest line.",
+    )
+    source_silence_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Alert when a busy source has written no new line for this long.",
+    )
+    task_crash_alert: bool = Field(
+        True, description="Alert when a daemon task crashes (it is restarted either way)."
+    )
+
+
+class DigestSettings(Section):
+    """[digest]: the daily summary mail."""
+
+    enabled: bool = Field(False, description="Send the daily digest from the daemon.")
+    hour: int = Field(7, ge=0, le=23, description="Local hour of day the digest is sent.")
+    chart: bool = Field(True, description="Include the PNG chart of attempts per hour.")
+
+
+class MetricsSettings(Section):
+    """[metrics]: the Prometheus endpoint."""
+
+    enabled: bool = Field(False, description="Serve Prometheus metrics.")
+    listen: str = Field(
+        "127.0.0.1:9617", description="host:port of the metrics endpoint (keep it on loopback)."
+    )
+
+
 class Settings(BaseModel):
     """The whole configuration. Build it with ``mailward.config.load``, never at import time."""
 
@@ -302,11 +547,21 @@ class Settings(BaseModel):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     geoip: GeoIPSettings = Field(default_factory=GeoIPSettings)
     analyze: AnalyzeSettings = Field(default_factory=AnalyzeSettings)
+    enforce: EnforceSettings = Field(default_factory=EnforceSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    digest: DigestSettings = Field(default_factory=DigestSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @property
     def db_path(self) -> Path:
         return self.storage.path or self.general.state_dir / "mailward.db"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.daemon.control_socket or self.general.state_dir / "control.sock"
 
 
 __all__ = ["Settings", "SecretStr", "Network"]
