@@ -43,4 +43,12 @@ def show(app: AppContext) -> None:
     emit_json(app.settings.model_dump(mode="json"))
 
 
+@config_group.command("reference")
+def reference() -> None:
+    """Print the settings reference (docs/configuration.md) generated from the model."""
+    from mailward.config.reference import render
+
+    click.echo(render(), nl=False)
+
+
 COMMANDS = [config_group]
