@@ -16,6 +16,7 @@ from tests.notify.sinks import read_outbox, sendmail_stub, smtp_sink
 
 from mailward.config import load
 from mailward.config.model import Settings
+from mailward.daemon.tasks import Supervisor
 from mailward.decisions.model import Decision
 from mailward.events import Event
 from mailward.notify.channels.base import MemoryNotifier
@@ -122,20 +123,47 @@ async def test_stalled_source_alert_reaches_real_smtp_and_sendmail(tmp_path: Pat
     assert local["To"] == "ops@example.org"
 
 
-async def test_crashing_detector_task_is_reported_once_per_cooldown(tmp_path: Path) -> None:
-    channel = MemoryNotifier()
-    settings = settings_for(tmp_path, notify={"group_seconds": 0})
-    manager = AlertManager(settings, channels=[channel])
-    await manager.start(None)
-    try:
-        for _ in range(5):  # a detector that keeps raising, restarted each time
-            manager.task_crashed("detector", RuntimeError("KeyError in state"))
-        await asyncio.wait_for(channel.arrived.wait(), 5)
-        await asyncio.sleep(0.2)
-    finally:
-        await manager.stop()
-    assert len(channel.sent) == 1  # the cooldown holds back the four repeats
-    assert "task 'detector' crashed" in channel.sent[0].subject
+async def test_crashing_detector_task_reaches_smtp_and_sendmail_once(tmp_path: Path) -> None:
+    """A detector that keeps raising, restarted by the daemon's real Supervisor: one notice per
+    cooldown, delivered to both the SMTP server and sendmail."""
+    script, outbox = sendmail_stub(tmp_path)
+    with smtp_sink() as (sink, port, _):
+        settings = settings_for(
+            tmp_path,
+            notify={
+                "group_seconds": 0,
+                "sendmail_path": str(script),
+                "smtp_host": "127.0.0.1",
+                "smtp_port": port,
+                "smtp_security": "none",
+                "to": ["ops@example.org"],
+            },
+        )
+        manager = AlertManager(settings)
+        await manager.start(None)
+        supervisor = Supervisor(on_crash=manager.task_crashed, min_backoff=0.01, max_backoff=0.02)
+        crashes = 0
+
+        async def detector() -> None:
+            nonlocal crashes
+            crashes += 1
+            raise KeyError("state corrupted")
+
+        supervisor.supervise("detector", detector)
+        try:
+            await asyncio.wait_for(sink.arrived.wait(), 10)
+            while not read_outbox(outbox) or crashes < 5:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+        finally:
+            await supervisor.stop()
+            await manager.stop()
+    assert crashes >= 5
+    [mail] = sink.messages  # the cooldown holds the repeats back
+    assert "task 'detector' crashed and was restarted" in mail["Subject"]
+    body = mail.get_body(("plain",))
+    assert body is not None and "KeyError: 'state corrupted'" in body.get_content()
+    assert len(read_outbox(outbox)) == 1
 
 
 async def test_restart_does_not_resend_and_rules_see_events_and_decisions(tmp_path: Path) -> None:

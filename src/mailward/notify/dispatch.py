@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from mailward.clock import Clock
+from mailward.daemon.tasks import spawn
 from mailward.notify.channels.base import Notifier
 from mailward.notify.metrics import Metrics
 from mailward.notify.model import Message
@@ -22,16 +23,6 @@ from mailward.notify.spool import Spool
 log = logging.getLogger(__name__)
 
 LOG_EVERY = 100
-_LIVE: set[asyncio.Task[Any]] = set()
-
-
-def spawn(coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
-    """A named task with a reference held until it ends (same contract as
-    ``mailward.daemon.tasks.spawn``, which replaces it once the daemon lands)."""
-    task = asyncio.get_running_loop().create_task(coro, name=name)
-    _LIVE.add(task)
-    task.add_done_callback(_LIVE.discard)
-    return task
 
 
 class _Lane:

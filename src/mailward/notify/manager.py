@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from mailward.clock import Clock, SystemClock
 from mailward.config.model import Settings
+from mailward.daemon.tasks import spawn
 from mailward.decisions.model import Decision
 from mailward.events import Event
 from mailward.notify.alerts import AttackRules, GeoLookup, LocationHistory, SqliteLocations
@@ -23,7 +24,7 @@ from mailward.notify.channels.apprise import AppriseNotifier
 from mailward.notify.channels.base import Notifier
 from mailward.notify.channels.sendmail import SendmailNotifier
 from mailward.notify.channels.smtp import SmtpNotifier
-from mailward.notify.dispatch import Dispatcher, spawn
+from mailward.notify.dispatch import Dispatcher
 from mailward.notify.gate import Gate
 from mailward.notify.health import HealthRules, SourceStatusLike
 from mailward.notify.metrics import Metrics
