@@ -106,11 +106,13 @@ async def test_stalled_source_alert_reaches_real_smtp_and_sendmail(tmp_path: Pat
         try:
             await asyncio.sleep(1.0)
             assert sink.messages == [] and read_outbox(outbox) == []  # healthy: silence
+            assert manager.healthy()
             daemon.healthy = False  # the source stops advancing; the log keeps growing
             # The configured time: lag threshold 2 s + one check interval; generous margin.
             await asyncio.wait_for(sink.arrived.wait(), 2 + 0.2 + 10)
             while not read_outbox(outbox):
                 await asyncio.sleep(0.05)
+            assert not manager.healthy()  # the heartbeat is withheld from now on
         finally:
             writer.cancel()
             await manager.stop()

@@ -176,6 +176,10 @@ class AlertManager:
         """Bypass the rules and the gate (digest, test notification)."""
         self.dispatcher.submit(message)
 
+    def healthy(self) -> bool:
+        """No source lagging or silent: what the heartbeat reports to the dead-man's switch."""
+        return not self.health.problems
+
     # -- internals -----------------------------------------------------------------------------
 
     def _guarded(self, produce: Callable[[], list[Alert]]) -> None:
