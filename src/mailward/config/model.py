@@ -103,6 +103,18 @@ class GeoIPSettings(Section):
     asn_db: Path | None = Field(
         None, description="MaxMind/DB-IP ASN .mmdb; no ASN data without it."
     )
+    cache_size: int = Field(
+        65536,
+        ge=0,
+        description="Addresses whose country/ASN answers are kept in memory (LRU); 0 turns the "
+        "cache off.",
+    )
+    max_age_days: int = Field(
+        45,
+        ge=1,
+        description="An .mmdb older than this (by its build date) is reported as stale by "
+        "'mailward doctor'; MaxMind and DB-IP publish monthly or more often.",
+    )
 
 
 class AnalyzeSettings(Section):
@@ -119,6 +131,430 @@ class AnalyzeSettings(Section):
         "as a spike; lower finds more.",
     )
     top: int = Field(10, ge=1, le=1000, description="Rows in each top-N table.")
+
+
+MAIL_PORTS = [25, 465, 587, 110, 995, 143, 993, 4190]
+
+
+class EnforceSettings(Section):
+    backend: Literal["nftables", "dry-run", "none"] = Field(
+        "nftables",
+        description="How bans are enforced: 'nftables' (mailward's own table), 'dry-run' (log "
+        "only) or 'none' (decisions are stored and answered by the policy servers only).",
+    )
+    table: str = Field(
+        "mailward",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,30}$",
+        description="Name of mailward's own nftables table (family inet); no other table is "
+        "ever touched.",
+    )
+    ports: list[int] = Field(
+        default_factory=lambda: list(MAIL_PORTS),
+        min_length=1,
+        description="TCP ports the ban rules apply to (default: the mail ports 25, 465, 587, "
+        "110, 995, 143, 993, 4190).",
+    )
+    action: Literal["reject", "drop"] = Field(
+        "reject",
+        description="'reject' answers banned clients with a TCP reset (fast, honest); 'drop' "
+        "lets them time out.",
+    )
+    hooks: list[Literal["input", "forward"]] = Field(
+        default_factory=lambda: list[Literal["input", "forward"]](["input"]),
+        min_length=1,
+        description="Netfilter hooks the ban chain attaches to; add 'forward' when the mail "
+        "server runs in a container behind the host's forwarding.",
+    )
+    batch_interval: float = Field(
+        0.2,
+        ge=0,
+        le=10,
+        description="Seconds decisions are collected before one atomic nft batch is sent.",
+    )
+    nft: str = Field("nft", description="The nft binary (a name on PATH or an absolute path).")
+    netns: str | None = Field(
+        None,
+        description="Run nft inside this named network namespace (ip netns exec); for tests "
+        "and containers. Default: the daemon's own namespace.",
+    )
+
+    @field_validator("ports")
+    @classmethod
+    def _valid_ports(cls, value: list[int]) -> list[int]:
+        for port in value:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is out of range 1-65535")
+        return sorted(set(value))
+
+
+class DaemonSettings(Section):
+    control_socket: Path | None = Field(
+        None,
+        description="UNIX socket of the control API used by the CLI; default: "
+        "<general.state_dir>/control.sock.",
+    )
+    poll_interval: float = Field(
+        0.25, gt=0, le=60, description="Seconds between checks of followed log files."
+    )
+    expire_interval: float = Field(
+        5.0, gt=0, le=3600, description="Seconds between sweeps that expire ended bans."
+    )
+    checkpoint_interval: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="At most this many seconds between commits of processed lines and "
+        "source positions (one transaction each).",
+    )
+    start_at_end: bool = Field(
+        False,
+        description="A file seen for the first time is read from its end rather than from "
+        "the start (the default reads the whole backlog once).",
+    )
+
+
+class PostfixPolicySettings(Section):
+    enabled: bool = Field(False, description="Run the Postfix policy delegation server.")
+    listen: list[str] = Field(
+        default_factory=lambda: ["inet:127.0.0.1:10040"],
+        description="Where it listens: 'inet:HOST:PORT' and/or 'unix:/absolute/path' (a socket "
+        "under Postfix's queue directory, e.g. /var/spool/postfix/private/mailward, is reachable "
+        "from a chrooted smtpd).",
+    )
+    socket_mode: str = Field(
+        "0660", pattern=r"^0?[0-7]{3}$", description="Octal permissions of UNIX listen sockets."
+    )
+    socket_group: str | None = Field(
+        "postfix", description="Group given to UNIX listen sockets (none: leave it unchanged)."
+    )
+    max_request_bytes: int = Field(
+        16384, ge=512, description="Largest request accepted; a bigger one closes the connection."
+    )
+    ban_reply: str = Field(
+        "4.7.0 Service unavailable, try again later",
+        description="Text after the 421 code for a banned client; keep it uninformative.",
+    )
+    max_connections_per_client: int = Field(
+        20,
+        ge=0,
+        description="mailward's own limit on simultaneous sessions per client, from CONNECT "
+        "requests and disconnect log lines (0: off).",
+    )
+    connection_ttl: float = Field(
+        3600.0, gt=0, description="Seconds after which a session without a disconnect line expires."
+    )
+    anvil_connection_limit: int = Field(
+        10,
+        ge=0,
+        description="Postfix's own smtpd_client_connection_count_limit printed by 'mailward "
+        "integrate postfix' for the submission services (0: leave Postfix's default).",
+    )
+    anvil_auth_rate_limit: int = Field(
+        30,
+        ge=0,
+        description="smtpd_client_auth_rate_limit (AUTH commands per client per minute) printed by "
+        "'mailward integrate postfix' for the submission services (0: leave it off).",
+    )
+    submission_services: list[str] = Field(
+        default_factory=lambda: ["submission", "submissions"],
+        description="master.cf services that get the CONNECT-stage check and smtpd_delay_reject=no.",
+    )
+    timeout: int = Field(
+        1, ge=1, le=100, description="Postfix's timeout for one policy query, whole seconds."
+    )
+    prefix_v4: int = Field(
+        24, ge=8, le=32, description="IPv4 prefix length for enumeration counts."
+    )
+    prefix_v6: int = Field(
+        64, ge=16, le=128, description="IPv6 prefix length for enumeration counts."
+    )
+    unknown_recipients_per_client: int = Field(
+        10, ge=0, description="Distinct unknown recipients from one client that ban it (0: off)."
+    )
+    unknown_recipients_per_prefix: int = Field(
+        30, ge=0, description="Distinct unknown recipients from one prefix that ban it (0: off)."
+    )
+    enumeration_window: float = Field(
+        3600.0, gt=0, description="Seconds over which unknown recipients are counted."
+    )
+    enumeration_ban: float = Field(
+        3600.0, gt=0, description="Seconds an enumerating client or prefix is refused."
+    )
+    account_window: float = Field(
+        3600.0, gt=0, description="Window in seconds for per-account message and recipient counts."
+    )
+    account_max_messages: int = Field(
+        200, ge=0, description="Messages per account per window before it is flagged (0: off)."
+    )
+    account_max_recipients: int = Field(
+        1000, ge=0, description="Recipients per account per window before it is flagged (0: off)."
+    )
+    account_source_window: float = Field(
+        86400.0,
+        gt=0,
+        description="Window in seconds for distinct client IPs/countries per account.",
+    )
+    account_max_ips: int = Field(
+        10, ge=0, description="Distinct client IPs per account per source window (0: off)."
+    )
+    account_max_countries: int = Field(
+        3, ge=0, description="Distinct countries per account per source window (0: off)."
+    )
+    account_flag_seconds: float = Field(
+        86400.0, gt=0, description="How long a flagged account stays flagged."
+    )
+    compromised_action: Literal["defer", "hold", "reject", "warn"] = Field(
+        "defer",
+        description="What a flagged account's further mail gets: 'defer' (450, the client retries), "
+        "'hold' (accepted into the hold queue for review), 'reject' (554) or 'warn' (log only).",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_forms(cls, value: list[str]) -> list[str]:
+        for item in value:
+            kind, _, rest = item.partition(":")
+            if kind == "unix" and rest.startswith("/"):
+                continue
+            host, _, port = rest.rpartition(":")
+            if kind == "inet" and host and port.isdigit() and int(port) < 65536:
+                continue
+            raise ValueError(f"{item!r}: want 'inet:HOST:PORT' or 'unix:/absolute/path'")
+        return value
+
+
+class DovecotPolicySettings(Section):
+    enabled: bool = Field(False, description="Run the Dovecot auth-policy HTTP server.")
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(
+        8421, ge=0, le=65535, description="TCP port of the HTTP server (0: any free port)."
+    )
+    api_header: str = Field(
+        "X-API-Key",
+        description="Header carrying the API key (Dovecot auth_policy_server_api_header).",
+    )
+    api_key: SecretStr | None = Field(
+        None, description="Required API key; none means no key is checked. Use $env/$file."
+    )
+    basic_user: str | None = Field(None, description="Required HTTP Basic user (optional).")
+    basic_password: SecretStr | None = Field(
+        None, description="Password for basic_user. Use $env/$file."
+    )
+    hash_nonce: SecretStr | None = Field(
+        None,
+        description="auth_policy_hash_nonce printed by 'mailward integrate dovecot' (identical on "
+        "every node); without it a placeholder is printed.",
+    )
+    timeout_ms: int = Field(
+        300, ge=50, description="auth_policy_server_timeout_msecs printed for Dovecot 2.3."
+    )
+    max_tarpit: int = Field(
+        8, ge=0, description="Largest tarpit (seconds) answered for IMAP/POP3/other logins."
+    )
+    max_tarpit_smtp: int = Field(
+        2,
+        ge=0,
+        description="Largest tarpit for protocol=smtp: a tarpit holds one Postfix smtpd process.",
+    )
+    pwhash_window: float = Field(
+        3600.0, gt=0, description="Seconds over which distinct failed password hashes are counted."
+    )
+    pwhash_per_ip: int = Field(
+        10,
+        ge=0,
+        description="Distinct failed password hashes from one IP that ban it (0: off).",
+    )
+    pwhash_per_login: int = Field(
+        20,
+        ge=0,
+        description="Distinct failed password hashes on one login that protect it (0: off).",
+    )
+    pwhash_ban: float = Field(
+        3600.0, gt=0, description="Seconds a ban or protection from the pwhash counts lasts."
+    )
+    skip_repeated_pwhash: bool = Field(
+        True,
+        description="Do not feed the detectors a failure that repeats the same wrong password from "
+        "the same IP for the same login (a stale client, not a guess).",
+    )
+    max_body_bytes: int = Field(16384, ge=256, description="Largest request body accepted.")
+    report_queue: int = Field(
+        10000, ge=1, description="Reports waiting to be processed before new ones are dropped."
+    )
+
+
+class PolicySettings(Section):
+    postfix: PostfixPolicySettings = Field(
+        default_factory=PostfixPolicySettings, description="Postfix check_policy_service server."
+    )
+    dovecot: DovecotPolicySettings = Field(
+        default_factory=DovecotPolicySettings, description="Dovecot auth_policy server."
+    )
+
+
+Severity = Literal["info", "warning", "high", "critical"]
+
+
+class NotifySettings(Section):
+    """[notify]: where alerts go. Local sendmail is the default: no credentials stored."""
+
+    enabled: bool = Field(True, description="Send notifications at all.")
+    to: list[str] = Field(
+        default_factory=lambda: ["root"],
+        description="Recipients of alert mail (sendmail and SMTP channels).",
+    )
+    from_address: str = Field("mailward@localhost", description="Sender address of alert mail.")
+    min_severity: Severity = Field(
+        "warning", description="Alerts below this severity are not sent (still counted)."
+    )
+    sendmail: bool = Field(True, description="Deliver through the local sendmail binary.")
+    sendmail_path: Path = Field(
+        Path("/usr/sbin/sendmail"), description="The sendmail binary (Postfix ships one)."
+    )
+    smtp_host: str | None = Field(
+        None, description="SMTP relay for alerts; empty means the SMTP channel is off."
+    )
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP relay port.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description="'starttls' (587), 'tls' (implicit TLS, 465) or 'none' (loopback only).",
+    )
+    smtp_username: str | None = Field(None, description="SMTP login; empty means no AUTH.")
+    smtp_password: SecretStr | None = Field(
+        None,
+        description='SMTP password; write it as { "$file" = "/etc/mailward/smtp.pw" } or '
+        '{ "$env" = "NAME" }, never inline.',
+    )
+    smtp_verify_tls: bool = Field(True, description="Verify the relay's TLS certificate.")
+    smtp_ca_file: Path | None = Field(
+        None, description="CA bundle for the relay's certificate (default: the system store)."
+    )
+    apprise_urls: list[SecretStr] = Field(
+        default_factory=list,
+        description="Apprise URLs (ntfy://, slack://, matrix://, json://, ...); each one may be a "
+        "$env/$file secret since URLs carry tokens.",
+    )
+    timeout_seconds: float = Field(
+        30.0, gt=0, description="A delivery attempt taking longer than this counts as failed."
+    )
+    queue_size: int = Field(
+        1000, ge=1, description="Per-channel in-memory queue bound; overflow goes to the spool."
+    )
+    group_seconds: float = Field(
+        20.0,
+        ge=0,
+        description="Alerts raised within this window are sent as one message (critical ones "
+        "are never held back).",
+    )
+    cooldown_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="After an alert is sent, the same alert (same key) is held back this long; "
+        "repeats are counted and reported with the next one. Survives restarts.",
+    )
+    retry_initial_seconds: float = Field(
+        30.0, gt=0, description="First retry delay for an undelivered message (doubles each try)."
+    )
+    retry_max_seconds: float = Field(
+        3600.0, gt=0, description="Longest delay between retries of an undelivered message."
+    )
+    spool_max_age_days: float = Field(
+        7.0, gt=0, description="Undelivered messages older than this are dropped (and logged)."
+    )
+    heartbeat_url: SecretStr | None = Field(
+        None,
+        description="Dead-man's-switch URL (e.g. healthchecks.io) pinged while mailward is "
+        "healthy; empty means off.",
+    )
+    heartbeat_seconds: float = Field(300.0, ge=10, description="Interval between heartbeat pings.")
+
+
+class AlertSettings(Section):
+    """[alerts]: the rules that turn events, decisions and health into alerts."""
+
+    check_seconds: float = Field(
+        15.0, gt=0, description="How often time-based rules (spikes, lag, silence) are evaluated."
+    )
+    spike_kinds: list[str] = Field(
+        default_factory=lambda: ["auth_failure"],
+        description="Event kinds counted as login attempts by the spike rule.",
+    )
+    spike_sensitivity: float = Field(
+        6.0,
+        gt=0,
+        description="Robust deviations (MAD, Poisson floor) above the hour-of-week baseline a "
+        "60-minute window must reach to be a spike; lower fires more.",
+    )
+    spike_min_count: int = Field(
+        30, ge=1, description="A spike needs at least this many attempts in 60 minutes."
+    )
+    spike_min_ratio: float = Field(
+        3.0, ge=1, description="A spike needs at least this many times the baseline."
+    )
+    spike_history_weeks: int = Field(
+        8, ge=1, le=52, description="Weeks of hourly counts kept for the baseline."
+    )
+    distributed_min_ips: int = Field(
+        10,
+        ge=2,
+        description="Distinct IPs failing on one username within the window that make a "
+        "distributed-attack alert.",
+    )
+    distributed_window_seconds: float = Field(
+        3600.0, gt=0, description="Window of the distributed-attack rule."
+    )
+    ban_storm_per_minute: int = Field(
+        30, ge=1, description="Bans per minute above which a ban-storm alert fires."
+    )
+    breach_min_failures: int = Field(
+        5,
+        ge=1,
+        description="Failures from the same IP before a successful login that make a "
+        "possible-breach alert (critical).",
+    )
+    breach_prefix_min_failures: int = Field(
+        20,
+        ge=1,
+        description="Failures from the same /24 or /64 before a success that make a "
+        "possible-breach alert.",
+    )
+    breach_window_seconds: float = Field(
+        86400.0, gt=0, description="How far back failures count for the possible-breach rule."
+    )
+    new_location: bool = Field(
+        True,
+        description="Alert when an account logs in from a country or ASN never seen for it.",
+    )
+    source_lag_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Alert when a source's processing falls this far behind its newest line.",
+    )
+    source_silence_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Alert when a busy source has written no new line for this long.",
+    )
+    task_crash_alert: bool = Field(
+        True, description="Alert when a daemon task crashes (it is restarted either way)."
+    )
+
+
+class DigestSettings(Section):
+    """[digest]: the daily summary mail."""
+
+    enabled: bool = Field(False, description="Send the daily digest from the daemon.")
+    hour: int = Field(7, ge=0, le=23, description="Local hour of day the digest is sent.")
+    chart: bool = Field(True, description="Include the PNG chart of attempts per hour.")
+
+
+class MetricsSettings(Section):
+    """[metrics]: the Prometheus endpoint."""
+
+    enabled: bool = Field(False, description="Serve Prometheus metrics.")
+    listen: str = Field(
+        "127.0.0.1:9617", description="host:port of the metrics endpoint (keep it on loopback)."
+    )
 
 
 # --- detectors (issue 3) -------------------------------------------------------------------------
@@ -389,11 +825,22 @@ class Settings(BaseModel):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     geoip: GeoIPSettings = Field(default_factory=GeoIPSettings)
     analyze: AnalyzeSettings = Field(default_factory=AnalyzeSettings)
+    enforce: EnforceSettings = Field(default_factory=EnforceSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    digest: DigestSettings = Field(default_factory=DigestSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     detectors: DetectorSettings = Field(default_factory=DetectorSettings)
 
     @property
     def db_path(self) -> Path:
         return self.storage.path or self.general.state_dir / "mailward.db"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.daemon.control_socket or self.general.state_dir / "control.sock"
 
 
 __all__ = ["Settings", "SecretStr", "Network"]

@@ -1,0 +1,196 @@
+"""What the policy servers need from the detectors, as a Protocol, with an in-memory twin.
+
+The daemon passes its ``Engine`` (``check`` answers from memory, ``observe`` feeds events);
+tests and ``mailward policy serve --standalone`` use ``MemoryBackend``, which keeps bans, protected
+usernames, known-good sources and per-IP failure counts with explicit, configurable thresholds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
+from typing import Protocol
+
+from mailward.clock import Clock, SystemClock
+from mailward.decisions.model import USER_PREFIX, Action, Decision
+from mailward.events import AuthFailure, AuthSuccess, Event, IPAddress
+
+
+class VerdictLike(Protocol):
+    """The answer to an in-line question (``Engine.check`` returns a ``Verdict`` of this shape)."""
+
+    @property
+    def allow(self) -> bool: ...
+
+    @property
+    def tarpit(self) -> float: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+class PolicyBackend(Protocol):
+    """The two calls the policy servers make. ``check`` must answer from memory, fast."""
+
+    def check(self, ip: IPAddress, username: str | None, now: float) -> VerdictLike: ...
+
+    def observe(self, event: Event, now: float) -> list[Decision]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allow: bool
+    tarpit: float = 0.0
+    reason: str = ""
+    decision: Decision | None = None
+
+
+ALLOW = Verdict(True)
+
+
+@dataclass
+class _Ban:
+    net: IPv4Network | IPv6Network
+    until: float | None
+    decision: Decision
+
+
+def _key(net: IPv4Network | IPv6Network) -> tuple[int, int, int]:
+    bits = 32 if net.version == 4 else 128
+    return (net.version, net.prefixlen, int(net.network_address) >> (bits - net.prefixlen))
+
+
+@dataclass
+class MemoryBackend:
+    """In-memory twin of the detector engine, enough to exercise every policy answer.
+
+    - ``ban_after`` failures of one IP within ``window`` ban it for ``ban_seconds``;
+    - from ``tarpit_after`` failures on, ``check`` asks for a tarpit of 1, 2, 4 … seconds (≤ 8);
+    - ``protect_after`` distinct failing IPs on one username protect it for ``protect_seconds``:
+      only IPs that logged in successfully as that user within ``known_good_seconds`` pass.
+    """
+
+    ban_after: int = 5
+    tarpit_after: int = 3
+    window: float = 600.0
+    ban_seconds: float = 3600.0
+    protect_after: int = 5
+    protect_seconds: float = 3600.0
+    known_good_seconds: float = 30 * 86400.0
+    bans: dict[tuple[int, int, int], _Ban] = field(default_factory=dict)  # (version, len, net)
+    _lengths: set[tuple[int, int]] = field(default_factory=set)
+    protected: dict[str, float] = field(default_factory=dict)
+    known_good: dict[tuple[str, IPAddress], float] = field(default_factory=dict)
+    failures: dict[IPAddress, deque[float]] = field(default_factory=dict)
+    user_failures: dict[str, dict[IPAddress, float]] = field(default_factory=dict)
+
+    def apply(self, decision: Decision) -> None:
+        """Install an operator's or another detector's decision."""
+        net = decision.network
+        if decision.action is Action.BAN and net is not None:
+            self.bans[_key(net)] = _Ban(net, decision.until, decision)  # twice is harmless
+            self._lengths.add((net.version, net.prefixlen))
+        elif decision.action is Action.UNBAN and net is not None:
+            self.bans.pop(_key(net), None)
+        elif decision.action is Action.PROTECT_USER and decision.is_user:
+            self.protected[decision.target[len(USER_PREFIX) :]] = decision.until or float("inf")
+
+    def check(self, ip: IPAddress, username: str | None, now: float) -> Verdict:
+        if self.bans:
+            # One dict lookup per prefix length in use: O(1) in the number of bans.
+            value = int(ip)
+            bits = 32 if ip.version == 4 else 128
+            for version, length in self._lengths:
+                if version != ip.version:
+                    continue
+                ban = self.bans.get((version, length, value >> (bits - length)))
+                if ban is not None and (ban.until is None or ban.until > now):
+                    return Verdict(
+                        False, reason=f"banned by {ban.decision.rule}", decision=ban.decision
+                    )
+        if username is not None and self.protected.get(username, 0.0) > now:
+            seen = self.known_good.get((username, ip))
+            if seen is None or now - seen > self.known_good_seconds:
+                return Verdict(False, reason=f"user {username} under attack, unknown source")
+        recent = self._recent(ip, now)
+        if recent >= self.tarpit_after:
+            return Verdict(True, tarpit=float(min(8, 1 << (recent - self.tarpit_after))))
+        return ALLOW
+
+    def _recent(self, ip: IPAddress, now: float) -> int:
+        times = self.failures.get(ip)
+        if not times:
+            return 0
+        while times and now - times[0] > self.window:
+            times.popleft()
+        return len(times)
+
+    def observe(self, event: Event, now: float) -> list[Decision]:
+        if event.ip is None:
+            return []
+        if isinstance(event, AuthSuccess) and event.username:
+            self.known_good[(event.username, event.ip)] = now
+            self.failures.pop(event.ip, None)
+            return []
+        if not isinstance(event, AuthFailure):
+            return []
+        out: list[Decision] = []
+        self.failures.setdefault(event.ip, deque()).append(now)
+        if self._recent(event.ip, now) >= self.ban_after and self.check(event.ip, None, now).allow:
+            out.append(
+                Decision(
+                    now,
+                    str(event.ip),
+                    Action.BAN,
+                    "memory_failures",
+                    until=now + self.ban_seconds,
+                    reason=f"{self.ban_after} failures in {self.window:g}s",
+                )
+            )
+        if event.username:
+            ips = self.user_failures.setdefault(event.username, {})
+            ips[event.ip] = now
+            for old in [k for k, t in ips.items() if now - t > self.window]:
+                del ips[old]
+            if len(ips) >= self.protect_after and self.protected.get(event.username, 0.0) <= now:
+                out.append(
+                    Decision(
+                        now,
+                        USER_PREFIX + event.username,
+                        Action.PROTECT_USER,
+                        "memory_distributed",
+                        until=now + self.protect_seconds,
+                        reason=f"{len(ips)} distinct failing IPs",
+                    )
+                )
+        for decision in out:
+            self.apply(decision)
+        return out
+
+
+DecisionSink = Callable[[list[Decision]], None]
+
+
+def bind_host(
+    daemon: object | None,
+    backend: PolicyBackend | None,
+    clock: Clock | None,
+    sink: DecisionSink | None,
+) -> tuple[PolicyBackend, Clock, DecisionSink | None]:
+    """Fill what a policy component was not given from the daemon it is started by.
+
+    Explicit arguments win; the daemon supplies ``engine``, ``clock`` and ``submit_decisions``.
+    """
+    if backend is None:
+        backend = getattr(daemon, "engine", None)
+        if backend is None:
+            raise RuntimeError(
+                "policy server needs a backend: pass one or start it from the daemon"
+            )
+    if clock is None:
+        clock = getattr(daemon, "clock", None) or SystemClock()
+    if sink is None and daemon is not None:
+        sink = getattr(daemon, "submit_decisions", None)
+    return backend, clock, sink

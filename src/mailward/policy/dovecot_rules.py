@@ -1,0 +1,272 @@
+"""Sans-IO decisions for Dovecot auth-policy requests: a parsed JSON body and ``now`` in.
+
+``allow`` answers from memory: ``-1`` for a banned IP/prefix or a new IP on a protected username,
+a positive tarpit for rising suspicion, ``0`` otherwise. ``report`` turns the outcome into an
+``AuthFailure``/``AuthSuccess`` event for the detectors and counts distinct failed password hashes
+per IP and per login (weakforced's signal: brute force vs. one stale client retrying).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mailward.config.model import DovecotPolicySettings
+from mailward.decisions.model import USER_PREFIX, Action, Decision
+from mailward.errors import ProtocolError
+from mailward.events import (
+    AuthFailure,
+    AuthSuccess,
+    Event,
+    FailReason,
+    IPAddress,
+    Origin,
+    Service,
+)
+from mailward.policy.backend import DecisionSink, PolicyBackend
+from mailward.policy.signals import DistinctWindow, parse_ip
+
+log = logging.getLogger(__name__)
+
+ORIGIN = Origin("dovecot-policy")
+REFUSE_MSG = "Authentication failed"  # reaches the client: says nothing about why
+
+_SERVICES = {
+    "imap": Service.IMAP,
+    "pop3": Service.POP3,
+    "sieve": Service.MANAGESIEVE,
+    "managesieve": Service.MANAGESIEVE,
+    "submission": Service.SUBMISSION,
+    # Postfix with smtpd_sasl_type=dovecot: SMTP AUTH, which mailward files under submission.
+    "smtp": Service.SUBMISSION,
+}
+_FAIL_TYPES = {
+    "credentials": FailReason.BAD_PASSWORD,
+    "account": FailReason.UNKNOWN_USER,
+    "policy": FailReason.POLICY_REJECT,
+}
+
+EventSink = Callable[[Event], None]
+
+
+@dataclass
+class AuthRequest:
+    """The fields mailward reads from a Dovecot policy body (the rest is ignored)."""
+
+    ip: IPAddress | None
+    login: str | None
+    protocol: str
+    pwhash: str
+    session: str | None
+    success: bool
+    policy_reject: bool
+    fail_type: str
+
+    @classmethod
+    def from_json(cls, body: Any) -> AuthRequest:
+        """Validate a decoded body; ``ProtocolError`` names what is wrong."""
+        if not isinstance(body, dict):
+            raise ProtocolError("body is not a JSON object")
+        text: dict[str, str] = {}
+        for key in ("remote", "login", "protocol", "pwhash", "session_id", "fail_type"):
+            value = body.get(key, "")
+            if value is None:
+                value = ""
+            if not isinstance(value, str):
+                raise ProtocolError(f"field {key!r} is not a string")
+            text[key] = value
+        flags: dict[str, bool] = {}
+        for key in ("success", "policy_reject"):
+            value = body.get(key, False)
+            if not isinstance(value, bool):
+                raise ProtocolError(f"field {key!r} is not a boolean")
+            flags[key] = value
+        ip: IPAddress | None = None
+        if text["remote"]:
+            try:
+                ip = parse_ip(text["remote"])
+            except ValueError:
+                raise ProtocolError(f"remote {text['remote'][:60]!r} is not an address") from None
+        return cls(
+            ip=ip,
+            login=text["login"] or None,
+            protocol=text["protocol"].lower(),
+            pwhash=text["pwhash"],
+            session=text["session_id"] or None,
+            success=flags["success"],
+            policy_reject=flags["policy_reject"] or text["fail_type"] == "policy",
+            fail_type=text["fail_type"],
+        )
+
+
+@dataclass
+class DovecotStats:
+    allow: int = 0
+    refused: int = 0
+    tarpitted: int = 0
+    reports: int = 0
+    failures: int = 0
+    successes: int = 0
+    repeats: int = 0
+    policy_rejects: int = 0
+    dropped: int = 0
+    bad_requests: int = 0
+    unauthorized: int = 0
+    errors: int = 0
+
+
+class DovecotPolicy:
+    """Decision core. ``allow`` is synchronous and memory-only; ``report`` may be deferred."""
+
+    def __init__(
+        self,
+        settings: DovecotPolicySettings,
+        backend: PolicyBackend,
+        *,
+        feed: EventSink | None = None,
+        on_decisions: DecisionSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.on_decisions = on_decisions
+        self.feed: EventSink = feed or self._observe
+        self.stats = DovecotStats()
+        self.pwhash_by_ip = DistinctWindow(settings.pwhash_window)
+        self.pwhash_by_login = DistinctWindow(settings.pwhash_window)
+        self.blocked: dict[IPAddress, float] = {}
+        self._protected: dict[str, float] = {}
+
+    def allow(self, req: AuthRequest, now: float) -> int:
+        """Dovecot's ``status``: < 0 refuse, 0 go on, > 0 tarpit that many seconds."""
+        self.stats.allow += 1
+        ip = req.ip
+        if ip is None:
+            return 0  # nothing to judge by; Dovecot's own checks still apply
+        until = self.blocked.get(ip)
+        if until is not None:
+            if until > now:
+                self.stats.refused += 1
+                return -1
+            del self.blocked[ip]
+        verdict = self.backend.check(ip, req.login, now)
+        if not verdict.allow:
+            self.stats.refused += 1
+            log.info(
+                "dovecot policy: refused %s login=%s protocol=%s: %s",
+                ip,
+                req.login,
+                req.protocol,
+                verdict.reason,
+            )
+            return -1
+        if verdict.tarpit > 0:
+            cap = (
+                self.settings.max_tarpit_smtp
+                if req.protocol == "smtp"
+                else self.settings.max_tarpit
+            )
+            seconds = min(cap, math.ceil(verdict.tarpit))
+            if seconds > 0:
+                self.stats.tarpitted += 1
+                return seconds
+        return 0
+
+    def report(self, req: AuthRequest, now: float) -> None:
+        """Turn an outcome into an event; a policy-refused attempt is not counted again."""
+        self.stats.reports += 1
+        if req.ip is None:
+            return
+        if req.policy_reject:
+            self.stats.policy_rejects += 1
+            return
+        service = _SERVICES.get(req.protocol, Service.UNKNOWN)
+        if req.success:
+            self.stats.successes += 1
+            self.feed(
+                AuthSuccess(
+                    ts=now,
+                    service=service,
+                    ip=req.ip,
+                    origin=ORIGIN,
+                    username=req.login,
+                    session=req.session,
+                )
+            )
+            return
+        self.stats.failures += 1
+        if req.pwhash and self._count_pwhash(req, now) and self.settings.skip_repeated_pwhash:
+            self.stats.repeats += 1
+            return
+        self.feed(
+            AuthFailure(
+                ts=now,
+                service=service,
+                ip=req.ip,
+                origin=ORIGIN,
+                username=req.login,
+                reason=_FAIL_TYPES.get(req.fail_type, FailReason.UNSPECIFIED),
+                session=req.session,
+            )
+        )
+
+    def _count_pwhash(self, req: AuthRequest, now: float) -> bool:
+        """Count distinct failed hashes; True when this (IP, login, hash) is a repeat."""
+        assert req.ip is not None
+        s = self.settings
+        login = req.login or ""
+        per_ip, new = self.pwhash_by_ip.add(req.ip, (login, req.pwhash), now)
+        per_login, _ = self.pwhash_by_login.add(login, req.pwhash, now)
+        if 0 < s.pwhash_per_ip <= per_ip and self.blocked.get(req.ip, 0.0) <= now:
+            self.blocked[req.ip] = now + s.pwhash_ban
+            self._emit(
+                Decision(
+                    now,
+                    str(req.ip),
+                    Action.BAN,
+                    "policy_pwhash_ip",
+                    until=now + s.pwhash_ban,
+                    reason=f"{per_ip} distinct wrong passwords",
+                    evidence={"distinct_pwhash": per_ip},
+                )
+            )
+        if login and 0 < s.pwhash_per_login <= per_login and self._protected.get(login, 0) <= now:
+            self._protected[login] = now + s.pwhash_ban
+            self._emit(
+                Decision(
+                    now,
+                    USER_PREFIX + login,
+                    Action.PROTECT_USER,
+                    "policy_pwhash_login",
+                    until=now + s.pwhash_ban,
+                    reason=f"{per_login} distinct wrong passwords",
+                    evidence={"distinct_pwhash": per_login},
+                )
+            )
+        return not new
+
+    def distinct_pwhash(
+        self, now: float, *, ip: IPAddress | None = None, login: str | None = None
+    ) -> int:
+        """Distinct failed password hashes seen recently for an IP or a login."""
+        if ip is not None:
+            return self.pwhash_by_ip.count(ip, now)
+        return self.pwhash_by_login.count(login or "", now)
+
+    def _observe(self, event: Event) -> None:
+        self._emit_all(self.backend.observe(event, event.ts))
+
+    def _emit(self, decision: Decision) -> None:
+        log.warning(
+            "dovecot policy decision: %s %s (%s)", decision.action, decision.target, decision.reason
+        )
+        self._emit_all([decision])
+
+    def _emit_all(self, decisions: list[Decision]) -> None:
+        if decisions and self.on_decisions is not None:
+            try:
+                self.on_decisions(decisions)
+            except Exception:
+                log.exception("dovecot policy: decision sink failed")

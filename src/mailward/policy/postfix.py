@@ -1,0 +1,230 @@
+"""Postfix SMTP access policy delegation server (``check_policy_service``) on asyncio.
+
+Framing per SMTPD_POLICY_README: ``name=value`` lines, an empty line ends a request, one
+``action=...`` line and an empty line answer it; a connection carries many requests. A request
+that is malformed, oversized or not ``request=smtpd_access_policy`` is logged and its connection
+closed. Decisions come from ``PostfixPolicy`` (sans-IO); trouble inside it answers ``DUNNO``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import logging
+import os
+import stat
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+from mailward.clock import Clock, SystemClock
+from mailward.config.model import PostfixPolicySettings
+from mailward.errors import ProtocolError
+from mailward.events import Event
+from mailward.policy.backend import DecisionSink, PolicyBackend, bind_host
+from mailward.policy.postfix_rules import CountryLookup, PostfixPolicy
+
+log = logging.getLogger(__name__)
+
+REQUEST_KIND = "smtpd_access_policy"
+MAX_LINES = 100  # Postfix 3.12 sends ~32 attributes
+
+
+def parse_request(raw: bytes, max_lines: int = MAX_LINES) -> dict[str, str]:
+    """Split one request (without its terminating empty line) into attributes.
+
+    Each line is split on its first ``=`` (values such as ``ccert_subject`` may contain ``=``);
+    a repeated name keeps its last value. Raises ``ProtocolError`` for a line without ``=``,
+    too many lines, or a ``request`` other than ``smtpd_access_policy``.
+    """
+    lines = raw.decode("utf-8", "surrogateescape").split("\n")
+    if len(lines) > max_lines:
+        raise ProtocolError(f"request has {len(lines)} lines (limit {max_lines})")
+    try:
+        # All in C: each line split once at its first "="; a line without one has length 1,
+        # which dict() refuses. On a repeated name the last value wins (the README allows it).
+        attrs: dict[str, str] = dict(map(str.split, lines, repeat("="), repeat(1)))
+    except ValueError:
+        bad = next(line for line in lines if "=" not in line)
+        raise ProtocolError(f"malformed attribute line {bad[:60]!r}") from None
+    if "" in attrs:
+        raise ProtocolError("attribute line without a name")
+    kind = attrs.get("request")
+    if kind != REQUEST_KIND:
+        raise ProtocolError(f"unsupported request {str(kind)[:60]!r}")
+    return attrs
+
+
+def encode_action(action: str) -> bytes:
+    # Newlines in an action would forge further reply lines; Postfix also wants valid UTF-8.
+    clean = action.replace("\r", " ").replace("\n", " ")
+    return b"action=" + clean.encode("utf-8", "replace") + b"\n\n"
+
+
+class _PolicyConnection(asyncio.Protocol):
+    __slots__ = ("server", "transport", "buf", "peer")
+
+    def __init__(self, server: PostfixPolicyServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.peer = "?"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = str(transport.get_extra_info("peername") or "unix")
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        limit = self.server.settings.max_request_bytes
+        while True:
+            end = buf.find(b"\n\n")
+            if end < 0:
+                if len(buf) > limit:
+                    self._drop(f"request larger than {limit} bytes")
+                return
+            if end > limit:
+                self._drop(f"request larger than {limit} bytes")
+                return
+            raw = bytes(buf[:end])
+            del buf[: end + 2]
+            try:
+                attrs = parse_request(raw)
+            except ProtocolError as exc:
+                self._drop(str(exc))
+                return
+            assert self.transport is not None
+            self.transport.write(self.server.answer(attrs))
+
+    def _drop(self, why: str) -> None:
+        self.server.core.stats.malformed += 1
+        log.warning("postfix policy: closing connection from %s: %s", self.peer, why)
+        self.buf.clear()
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _parse_listen(item: str) -> tuple[str, str, int]:
+    kind, _, rest = item.partition(":")
+    if kind == "unix":
+        return "unix", rest, 0
+    host, _, port = rest.rpartition(":")
+    return "inet", host.strip("[]"), int(port)
+
+
+class PostfixPolicyServer:
+    """The Postfix policy component: ``start(daemon)`` listens, ``stop()`` closes everything.
+
+    Everything it needs can be given here (tests, ``mailward policy serve``); what is missing is
+    taken from the daemon at start: its engine as backend, its clock, its decision intake, and
+    its event stream (``disconnect``/``unknown_recipient`` lines feed ``observe``).
+    """
+
+    name = "policy-postfix"
+
+    def __init__(
+        self,
+        settings: PostfixPolicySettings,
+        *,
+        backend: PolicyBackend | None = None,
+        clock: Clock | None = None,
+        on_decisions: DecisionSink | None = None,
+        country: CountryLookup | None = None,
+    ) -> None:
+        self.settings = settings
+        self._backend = backend
+        self._clock = clock
+        self.clock: Clock = clock or SystemClock()
+        self._on_decisions = on_decisions
+        self._country = country
+        self._core: PostfixPolicy | None = None
+        self._servers: list[asyncio.Server] = []
+        self._unix_paths: list[Path] = []
+        self.connections: set[_PolicyConnection] = set()
+        self.addresses: list[Any] = []
+        self._dunno = encode_action("DUNNO")
+
+    @property
+    def core(self) -> PostfixPolicy:
+        if self._core is None:
+            raise RuntimeError("PostfixPolicyServer not started")
+        return self._core
+
+    def answer(self, attrs: dict[str, str]) -> bytes:
+        try:
+            action = self.core.decide(attrs, self.clock.now())
+        except Exception:
+            # "I could not decide" must not cost the client a retry and default_action.
+            self.core.stats.errors += 1
+            log.exception("postfix policy: decision failed; answering DUNNO")
+            return self._dunno
+        return self._dunno if action == "DUNNO" else encode_action(action)
+
+    def observe(self, event: Event) -> None:
+        """Feed a log event (the daemon subscribes this to its event stream)."""
+        if self._core is not None:
+            self._core.observe(event, self.clock.now())
+
+    async def start(self, daemon: object | None = None) -> None:
+        backend, clock, sink = bind_host(daemon, self._backend, self._clock, self._on_decisions)
+        self.clock = clock
+        self._core = PostfixPolicy(self.settings, backend, country=self._country, on_decisions=sink)
+        if daemon is not None and hasattr(daemon, "on_event"):
+            daemon.on_event(self.observe)
+        loop = asyncio.get_running_loop()
+        try:
+            for item in self.settings.listen:
+                kind, host, port = _parse_listen(item)
+                if kind == "unix":
+                    server = await self._listen_unix(loop, Path(host))
+                else:
+                    server = await loop.create_server(
+                        lambda: _PolicyConnection(self), host, port, reuse_address=True
+                    )
+                self._servers.append(server)
+                self.addresses.extend(s.getsockname() for s in server.sockets)
+        except OSError:
+            await self.stop()
+            raise
+        log.info("postfix policy server listening on %s", ", ".join(map(str, self.addresses)))
+
+    async def _listen_unix(self, loop: asyncio.AbstractEventLoop, path: Path) -> asyncio.Server:
+        if path.exists() and stat.S_ISSOCK(path.stat().st_mode):
+            path.unlink()  # a stale socket from a previous run
+        server = await loop.create_unix_server(lambda: _PolicyConnection(self), str(path))
+        self._unix_paths.append(path)
+        os.chmod(path, int(self.settings.socket_mode, 8))
+        if self.settings.socket_group:
+            try:
+                os.chown(path, -1, grp.getgrnam(self.settings.socket_group).gr_gid)
+            except (KeyError, PermissionError) as exc:
+                log.warning(
+                    "postfix policy: cannot give %s to group %s: %s",
+                    path,
+                    self.settings.socket_group,
+                    exc,
+                )
+        return server
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        for path in self._unix_paths:
+            path.unlink(missing_ok=True)
+        self._unix_paths.clear()
+        self.addresses.clear()
+
+
+__all__ = ["PostfixPolicyServer", "parse_request", "encode_action"]

@@ -1,0 +1,162 @@
+"""Sans-IO counters the policy servers keep themselves: distinct values per key in a sliding
+window, and open connections per client. Memory is bounded (oldest keys evicted first), every
+operation takes ``now``, nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Hashable
+from ipaddress import IPv4Network, IPv6Network, ip_network
+
+from mailward.events import IPAddress, normalise_ip
+
+_IP_CACHE: dict[str, IPAddress] = {}
+_IP_CACHE_MAX = 65536
+
+
+def parse_ip(text: str) -> IPAddress:
+    """``normalise_ip`` with a bounded cache: parsing dominates a policy decision otherwise, and
+    the same clients ask again and again. Raises ValueError like ``normalise_ip``."""
+    ip = _IP_CACHE.get(text)
+    if ip is None:
+        ip = normalise_ip(text)
+        if len(_IP_CACHE) >= _IP_CACHE_MAX:
+            _IP_CACHE.clear()  # cheaper than LRU bookkeeping on every hit
+        _IP_CACHE[text] = ip
+    return ip
+
+
+def prefix_of(ip: IPAddress, v4: int, v6: int) -> IPv4Network | IPv6Network:
+    """The netblock an address is aggregated into (``/24`` and ``/64`` by default)."""
+    return ip_network(f"{ip}/{v4 if ip.version == 4 else v6}", strict=False)
+
+
+class DistinctWindow:
+    """How many distinct values each key saw within the last ``window`` seconds.
+
+    ``add`` returns (count, new) so callers can both threshold and tell a repeat (a stale client
+    retrying one old password) from a fresh value. At most ``max_keys`` keys are kept.
+    """
+
+    __slots__ = ("window", "max_keys", "_data")
+
+    def __init__(self, window: float, max_keys: int = 100_000) -> None:
+        self.window = window
+        self.max_keys = max_keys
+        self._data: dict[Hashable, OrderedDict[Hashable, float]] = {}
+
+    def add(self, key: Hashable, value: Hashable, now: float) -> tuple[int, bool]:
+        values = self._data.pop(key, None)  # re-insert: dict order is our LRU order
+        if values is None:
+            values = OrderedDict()
+            if len(self._data) >= self.max_keys:
+                del self._data[next(iter(self._data))]
+        self._data[key] = values
+        self._prune(values, now)
+        new = values.pop(value, None) is None
+        values[value] = now  # re-inserted last: the dict stays in last-seen order
+        return len(values), new
+
+    def count(self, key: Hashable, now: float) -> int:
+        values = self._data.get(key)
+        if not values:
+            return 0
+        self._prune(values, now)
+        return len(values)
+
+    def values(self, key: Hashable, now: float) -> list[Hashable]:
+        values = self._data.get(key)
+        if not values:
+            return []
+        self._prune(values, now)
+        return list(values)
+
+    def _prune(self, values: OrderedDict[Hashable, float], now: float) -> None:
+        # Oldest first, so pruning stops at the first value still inside the window: O(expired).
+        horizon = now - self.window
+        while values:
+            value, seen = next(iter(values.items()))
+            if seen >= horizon:
+                return
+            values.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class EventWindow:
+    """How many events each key had within the last ``window`` seconds (bounded keys)."""
+
+    __slots__ = ("window", "max_keys", "_data")
+
+    def __init__(self, window: float, max_keys: int = 100_000) -> None:
+        self.window = window
+        self.max_keys = max_keys
+        self._data: dict[Hashable, deque[tuple[float, int]]] = {}
+
+    def add(self, key: Hashable, now: float, amount: int = 1) -> int:
+        times = self._data.pop(key, None)
+        if times is None:
+            times = deque()
+            if len(self._data) >= self.max_keys:
+                del self._data[next(iter(self._data))]
+        self._data[key] = times
+        times.append((now, amount))
+        return self._total(times, now)
+
+    def count(self, key: Hashable, now: float) -> int:
+        times = self._data.get(key)
+        return 0 if times is None else self._total(times, now)
+
+    def _total(self, times: deque[tuple[float, int]], now: float) -> int:
+        while times and now - times[0][0] > self.window:
+            times.popleft()
+        return sum(n for _, n in times)
+
+
+class ConnectionCounter:
+    """Open connections per client, from CONNECT requests minus ``disconnect`` log events.
+
+    A lost disconnect line must not leak a slot forever, so each connection also expires after
+    ``ttl`` seconds; a disconnect with nothing open (e.g. port 25, where no CONNECT request is
+    sent) is ignored.
+    """
+
+    __slots__ = ("ttl", "max_keys", "_open")
+
+    def __init__(self, ttl: float, max_keys: int = 100_000) -> None:
+        self.ttl = ttl
+        self.max_keys = max_keys
+        self._open: dict[IPAddress, deque[float]] = {}
+
+    def connect(self, ip: IPAddress, now: float) -> int:
+        """Record a connection; return how many are open for ``ip``, this one included."""
+        times = self._open.get(ip)
+        if times is None:
+            if len(self._open) >= self.max_keys:
+                del self._open[next(iter(self._open))]
+            times = self._open[ip] = deque()
+        self._expire(times, now)
+        times.append(now)
+        return len(times)
+
+    def disconnect(self, ip: IPAddress, now: float) -> None:
+        times = self._open.get(ip)
+        if not times:
+            return
+        times.popleft()  # which session ended does not matter, only how many remain
+        self._expire(times, now)
+        if not times:
+            del self._open[ip]
+
+    def open(self, ip: IPAddress, now: float) -> int:
+        times = self._open.get(ip)
+        if times is None:
+            return 0
+        self._expire(times, now)
+        return len(times)
+
+    def _expire(self, times: deque[float], now: float) -> None:
+        while times and now - times[0] > self.ttl:
+            times.popleft()

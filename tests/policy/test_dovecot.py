@@ -1,0 +1,251 @@
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+from tests.conftest import shared_file
+
+from mailward.clock import ManualClock
+from mailward.config.model import DovecotPolicySettings
+from mailward.decisions.model import Action, Decision
+from mailward.events import AuthFailure, AuthSuccess, Event
+from mailward.policy.backend import MemoryBackend
+from mailward.policy.dovecot import DovecotPolicyServer, status_body
+
+ALLOW = "/?command=allow"
+REPORT = "/?command=report"
+
+
+def body(remote: str = "198.51.100.7", **extra: object) -> dict[str, object]:
+    return {
+        "login": "alice",
+        "protocol": "imap",
+        "pwhash": "0b60",
+        "remote": remote,
+        "session_id": "x",
+        "tls": False,
+        **extra,
+    }
+
+
+async def started(**settings: object) -> tuple[DovecotPolicyServer, MemoryBackend, list[Event]]:
+    backend = MemoryBackend(ban_after=3, tarpit_after=2)
+    events: list[Event] = []
+
+    def feed(e: Event) -> None:
+        events.append(e)
+        backend.observe(e, e.ts)
+
+    srv = DovecotPolicyServer(
+        DovecotPolicySettings.model_validate({"port": 0, **settings}),
+        backend=backend,
+        clock=ManualClock(1000),
+        feed=feed,
+    )
+    await srv.start()
+    return srv, backend, events
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def post(
+    s: aiohttp.ClientSession, srv: DovecotPolicyServer, path: str, data: object, **kw: object
+) -> tuple[int, object]:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    async with s.post(
+        f"http://127.0.0.1:{srv.port}{path}",
+        data=raw,
+        headers={"Content-Type": "application/json", **kw.get("headers", {})},
+    ) as r:  # type: ignore[dict-item]
+        text = await r.text()
+        return r.status, (json.loads(text) if r.content_type == "application/json" else text)
+
+
+def test_status_body_shape() -> None:
+    assert json.loads(status_body(0)) == {"status": 0, "msg": ""}
+    assert json.loads(status_body(3)) == {"status": 3, "msg": ""}
+    assert json.loads(status_body(-1))["status"] == -1
+    assert json.loads(status_body(100))["status"] == 100
+
+
+async def test_allow_report_cycle_over_one_keepalive_connection(
+    session: aiohttp.ClientSession,
+) -> None:
+    srv, backend, events = await started()
+    try:
+        assert await post(session, srv, ALLOW, body()) == (200, {"status": 0, "msg": ""})
+        for _ in range(2):
+            assert (await post(session, srv, REPORT, body(success=False, policy_reject=False)))[
+                0
+            ] == 200
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        # pwhash repeats: the same wrong password twice is fed once (stale client)
+        assert [type(e) for e in events] == [AuthFailure]
+        for i in range(2):
+            await post(session, srv, REPORT, body(success=False, pwhash=f"{i:04x}"))
+        await asyncio.sleep(0.01)
+        assert len(events) == 3
+        assert (await post(session, srv, ALLOW, body()))[1] == {
+            "status": -1,
+            "msg": "Authentication failed",
+        }
+        status, reply = await post(session, srv, ALLOW, body(remote="192.0.2.1", protocol="smtp"))
+        assert reply == {"status": 0, "msg": ""}
+    finally:
+        await srv.stop()
+
+
+async def test_tarpit_status_for_rising_suspicion(session: aiohttp.ClientSession) -> None:
+    srv, backend, _ = await started()
+    try:
+        for i in range(2):
+            await post(session, srv, REPORT, body(success=False, pwhash=f"{i:04x}"))
+        await asyncio.sleep(0.01)
+        assert (await post(session, srv, ALLOW, body()))[1] == {"status": 1, "msg": ""}
+    finally:
+        await srv.stop()
+
+
+async def test_captured_dovecot_requests_are_all_accepted(session: aiohttp.ClientSession) -> None:
+    srv, _, events = await started()
+    srv.core.backend = MemoryBackend(ban_after=1000, tarpit_after=1000)
+    try:
+        path = shared_file("captured-mailstack/authpolicy_requests.jsonl")
+        reports = 0
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            target = rec["requestline"].split()[1]
+            status, reply = await post(session, srv, target, rec["body"].encode())
+            assert status == 200 and reply == {"status": 0, "msg": ""}
+            reports += "command=report" in target
+        await asyncio.sleep(0.01)
+        assert srv.core.stats.reports == reports
+        assert srv.core.stats.bad_requests == 0
+        assert any(isinstance(e, AuthSuccess) and e.username == "alice" for e in events)
+        assert srv.core.stats.policy_rejects >= 1  # .53 and .55 were refused by the test policy
+    finally:
+        await srv.stop()
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "why"),
+    [
+        ("/?command=allow", b"{not json", "not JSON"),
+        ("/?command=allow", b"\xff\xfe", "not JSON"),
+        ("/?command=allow", b"[1,2]", "not a JSON object"),
+        ("/?command=report", json.dumps({"remote": "999.1.1.1"}).encode(), "not an address"),
+        ("/?command=frobnicate", b"{}", "unknown command"),
+        ("/", b"{}", "unknown command"),
+        ("/?command=allow", b"{" + b" " * 20000 + b"}", "larger than"),
+    ],
+)
+async def test_malformed_requests_get_400_and_a_log_line(
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    data: bytes,
+    why: str,
+) -> None:
+    srv, _, _ = await started()
+    try:
+        with caplog.at_level(logging.WARNING, logger="mailward.policy.dovecot"):
+            status, _ = await post(session, srv, path, data)
+        assert status == 400
+        assert why in caplog.text
+        assert (await post(session, srv, ALLOW, body()))[0] == 200
+    finally:
+        await srv.stop()
+
+
+async def test_raw_http_garbage_does_not_kill_the_server(session: aiohttp.ClientSession) -> None:
+    srv, _, _ = await started()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(b"\x16\x03\x01 garbage not http\r\n\r\n")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.read(100), 5)
+        assert head.startswith(b"HTTP/1.") and b" 400 " in head
+        writer.close()
+        assert (await post(session, srv, ALLOW, body()))[0] == 200
+    finally:
+        await srv.stop()
+
+
+async def test_api_key_and_basic_auth(session: aiohttp.ClientSession) -> None:
+    srv, _, _ = await started(
+        api_key=SecretStr("k3y"), basic_user="dovecot", basic_password=SecretStr("pw")
+    )
+    try:
+        good = {"X-API-Key": "k3y", "Authorization": aiohttp.encode_basic_auth("dovecot", "pw")}
+        assert (await post(session, srv, ALLOW, body(), headers=good))[0] == 200
+        for bad in (
+            {},
+            {"X-API-Key": "k3y"},
+            {"X-API-Key": "nope", "Authorization": good["Authorization"]},
+            {"X-API-Key": "k3y", "Authorization": aiohttp.encode_basic_auth("dovecot", "x")},
+            {"X-API-Key": "k3y", "Authorization": "Basic !!!"},
+        ):
+            assert (await post(session, srv, ALLOW, body(), headers=bad))[0] == 401
+        assert srv.core.stats.unauthorized == 5
+    finally:
+        await srv.stop()
+
+
+async def test_report_queue_is_bounded_and_drained_on_stop(session: aiohttp.ClientSession) -> None:
+    srv, _, events = await started(report_queue=2)
+    srv._loop = None  # hold processing back so the queue fills
+    for i in range(4):
+        assert (await post(session, srv, REPORT, body(success=False, pwhash=f"{i:04x}")))[0] == 200
+    assert srv.pending() == 2 and srv.core.stats.dropped == 2
+    await srv.stop()
+    assert len(events) == 2 and srv.pending() == 0
+
+
+async def test_a_crash_inside_allow_answers_zero(session: aiohttp.ClientSession) -> None:
+    srv, _, _ = await started()
+
+    def broken(*_: object) -> object:
+        raise RuntimeError("bug")
+
+    srv.core.backend.check = broken  # type: ignore[method-assign]
+    try:
+        assert (await post(session, srv, ALLOW, body()))[1] == {"status": 0, "msg": ""}
+        assert srv.core.stats.errors == 1
+    finally:
+        await srv.stop()
+
+
+async def test_started_by_a_daemon_reports_go_to_its_event_intake() -> None:
+    class Daemon:
+        def __init__(self) -> None:
+            self.engine = MemoryBackend()
+            self.clock = ManualClock(50)
+            self.events: list[Event] = []
+            self.decisions: list[Decision] = []
+
+        def submit_event(self, e: Event) -> None:
+            self.events.append(e)
+
+        def submit_decisions(self, ds: list[Decision]) -> None:
+            self.decisions += ds
+
+    d = Daemon()
+    srv = DovecotPolicyServer(DovecotPolicySettings(port=0, pwhash_per_ip=1))
+    await srv.start(d)
+    try:
+        async with aiohttp.ClientSession() as s:
+            await post(s, srv, REPORT, body(success=True))
+            await post(s, srv, REPORT, body(success=False))
+        await asyncio.sleep(0.01)
+        assert [e.ts for e in d.events] == [50, 50]
+        assert [x.action for x in d.decisions] == [Action.BAN]
+    finally:
+        await srv.stop()

@@ -1,0 +1,152 @@
+from ipaddress import ip_address
+
+import pytest
+
+from mailward.config.model import DovecotPolicySettings
+from mailward.decisions.model import Action, Decision
+from mailward.errors import ProtocolError
+from mailward.events import AuthFailure, AuthSuccess, Event, FailReason, Service
+from mailward.policy.backend import MemoryBackend
+from mailward.policy.dovecot_rules import AuthRequest, DovecotPolicy
+
+
+def body(remote: str = "198.51.100.7", login: str = "bob", **extra: object) -> dict[str, object]:
+    b: dict[str, object] = {
+        "device_id": "",
+        "login": login,
+        "protocol": "imap",
+        "pwhash": "0a3f",
+        "remote": remote,
+        "session_id": "s1",
+        "tls": False,
+    }
+    b.update(extra)
+    return b
+
+
+def make(
+    backend: MemoryBackend | None = None, **settings: object
+) -> tuple[DovecotPolicy, list[Event], list[Decision]]:
+    events: list[Event] = []
+    decisions: list[Decision] = []
+    core = DovecotPolicy(
+        DovecotPolicySettings.model_validate(settings),
+        backend or MemoryBackend(),
+        feed=events.append,
+        on_decisions=decisions.extend,
+    )
+    return core, events, decisions
+
+
+def test_auth_request_parses_dovecot_23_and_24_bodies() -> None:
+    r = AuthRequest.from_json(body(success=True, policy_reject=False, remote="::ffff:192.0.2.1"))
+    assert (
+        r.ip == ip_address("192.0.2.1") and r.login == "bob" and r.success and not r.policy_reject
+    )
+    r = AuthRequest.from_json(body(fail_type="policy"))
+    assert r.policy_reject
+    r = AuthRequest.from_json({"remote": "", "login": None})
+    assert r.ip is None and r.login is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [],
+        "x",
+        3,
+        {"remote": "not-an-ip"},
+        {"login": 5},
+        {"success": "yes"},
+        {"remote": "1.2.3.4", "pwhash": []},
+    ],
+)
+def test_auth_request_rejects_malformed_bodies(bad: object) -> None:
+    with pytest.raises(ProtocolError):
+        AuthRequest.from_json(bad)
+
+
+def test_allow_answers_zero_minus_one_and_tarpit() -> None:
+    backend = MemoryBackend(tarpit_after=1, ban_after=100)
+    core, _, _ = make(backend, max_tarpit=8, max_tarpit_smtp=2)
+    req = AuthRequest.from_json(body())
+    assert core.allow(req, 0) == 0
+    for t in range(4):
+        backend.observe(AuthFailure(ts=t, service=Service.IMAP, ip=req.ip, username="bob"), t)
+    assert core.allow(req, 5) == 8  # 1 << 3, capped at 8
+    smtp = AuthRequest.from_json(body(protocol="smtp"))
+    assert core.allow(smtp, 5) == 2  # a tarpit holds an smtpd process: short for smtp
+    backend.apply(Decision(6, "198.51.100.0/24", Action.BAN, "manual"))
+    assert core.allow(req, 7) == -1
+    assert core.allow(AuthRequest.from_json(body(remote="")), 7) == 0
+
+
+def test_allow_refuses_new_ip_on_protected_user_but_not_its_owner() -> None:
+    backend = MemoryBackend()
+    backend.observe(
+        AuthSuccess(ts=0, service=Service.IMAP, ip=ip_address("198.51.100.1"), username="bob"), 0
+    )
+    backend.apply(Decision(1, "user:bob", Action.PROTECT_USER, "manual", until=1000))
+    core, _, _ = make(backend)
+    assert core.allow(AuthRequest.from_json(body(remote="203.0.113.9")), 2) == -1
+    assert core.allow(AuthRequest.from_json(body(remote="198.51.100.1")), 2) == 0
+    assert core.allow(AuthRequest.from_json(body(remote="203.0.113.9", login="alice")), 2) == 0
+
+
+def test_report_feeds_success_and_failure_events() -> None:
+    core, events, _ = make()
+    core.report(AuthRequest.from_json(body(success=True)), 10)
+    core.report(
+        AuthRequest.from_json(
+            body(success=False, fail_type="account", protocol="smtp", login="nobody")
+        ),
+        11,
+    )
+    core.report(AuthRequest.from_json(body(success=False, pwhash="0001")), 12)
+    s, f1, f2 = events
+    assert isinstance(s, AuthSuccess) and s.username == "bob" and s.service is Service.IMAP
+    assert s.origin is not None and s.origin.source == "dovecot-policy" and s.ts == 10
+    assert isinstance(f1, AuthFailure) and f1.reason is FailReason.UNKNOWN_USER
+    assert f1.service is Service.SUBMISSION  # SMTP AUTH through Dovecot SASL
+    assert isinstance(f2, AuthFailure) and f2.reason is FailReason.UNSPECIFIED  # 2.3: no fail_type
+
+
+def test_policy_refused_attempts_are_not_counted_again() -> None:
+    core, events, _ = make()
+    core.report(AuthRequest.from_json(body(success=False, policy_reject=True)), 1)
+    core.report(AuthRequest.from_json(body(success=False, fail_type="policy")), 2)
+    assert events == [] and core.stats.policy_rejects == 2
+
+
+def test_repeated_wrong_password_is_a_stale_client_not_a_guess() -> None:
+    core, events, _ = make()
+    for t in range(5):
+        core.report(AuthRequest.from_json(body(success=False, pwhash="0757")), t)
+    assert len(events) == 1 and core.stats.repeats == 4
+    assert core.distinct_pwhash(5, ip=ip_address("198.51.100.7")) == 1
+    core2, events2, _ = make(skip_repeated_pwhash=False)
+    for t in range(5):
+        core2.report(AuthRequest.from_json(body(success=False, pwhash="0757")), t)
+    assert len(events2) == 5
+
+
+def test_distinct_pwhash_per_ip_bans_and_per_login_protects() -> None:
+    core, _, decisions = make(pwhash_per_ip=3, pwhash_per_login=4)
+    for i in range(3):
+        core.report(AuthRequest.from_json(body(success=False, pwhash=f"{i:04x}")), i)
+    assert [(d.target, d.rule) for d in decisions] == [("198.51.100.7", "policy_pwhash_ip")]
+    assert core.allow(AuthRequest.from_json(body()), 4) == -1
+    assert core.allow(AuthRequest.from_json(body()), 4000) == 0  # ban over
+    core.report(AuthRequest.from_json(body(remote="192.0.2.1", success=False, pwhash="ffff")), 5)
+    assert decisions[-1].target == "user:bob" and decisions[-1].action is Action.PROTECT_USER
+    assert core.distinct_pwhash(5, login="bob") == 4
+
+
+def test_default_feed_observes_the_backend_and_forwards_its_decisions() -> None:
+    backend = MemoryBackend(ban_after=2)
+    decisions: list[Decision] = []
+    core = DovecotPolicy(DovecotPolicySettings(), backend, on_decisions=decisions.extend)
+    for i in range(2):
+        core.report(AuthRequest.from_json(body(success=False, pwhash=f"{i:04x}")), i)
+    assert [d.rule for d in decisions] == ["memory_failures"]
+    assert core.allow(AuthRequest.from_json(body()), 3) == -1

@@ -1,0 +1,252 @@
+import asyncio
+import json
+import logging
+import tempfile
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+from tests.conftest import shared_file
+
+from mailward.clock import ManualClock
+from mailward.config.model import PostfixPolicySettings
+from mailward.decisions.model import Action, Decision
+from mailward.errors import ProtocolError
+from mailward.events import Disconnect, Service, UnknownRecipient
+from mailward.policy.backend import MemoryBackend
+from mailward.policy.postfix import PostfixPolicyServer, encode_action, parse_request
+
+DUNNO = b"action=DUNNO\n\n"
+BAN = b"action=421 4.7.0 Service unavailable, try again later\n\n"
+
+# From real-stack-testing.md section 6: a RCPT request exactly as Postfix 3.7 sent it.
+RCPT_REQUEST = (
+    b"request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n"
+    b"client_address=127.0.0.65\nclient_name=unknown\nclient_port=38989\nreverse_client_name=unknown\n"
+    b"server_address=127.0.0.1\nserver_port=2525\nhelo_name=client.test\n"
+    b"sender=bob@mail.test.invalid\nrecipient=alice@mail.test.invalid\nrecipient_count=0\nqueue_id=\n"
+    b"instance=515d.6b0181d8.9591c.0\nsize=0\netrn_domain=\nstress=\nsasl_method=PLAIN\n"
+    b"sasl_username=bob\nsasl_sender=\nccert_subject=\nccert_issuer=\nccert_fingerprint=\n"
+    b"ccert_pubkey_fingerprint=\nencryption_protocol=\nencryption_cipher=\nencryption_keysize=0\n"
+    b"policy_context=\n\n"
+)
+
+
+def request(**attrs: str) -> bytes:
+    attrs = {"request": "smtpd_access_policy", **attrs}
+    return "".join(f"{k}={v}\n" for k, v in attrs.items()).encode() + b"\n"
+
+
+def test_parse_request_splits_on_the_first_equals_and_keeps_the_last_duplicate() -> None:
+    raw = (
+        b"request=smtpd_access_policy\nccert_subject=CN=a=b\nsender=\nsender=x@y\nrecipient_count=0"
+    )
+    attrs = parse_request(raw)
+    assert attrs["ccert_subject"] == "CN=a=b"
+    assert attrs["sender"] == "x@y"  # the last of a repeated name
+    assert attrs["recipient_count"] == "0"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"request=smtpd_access_policy\nno equals sign here",
+        b"request=smtpd_access_policy\n=value without a name",
+        b"request=junk\nclient_address=1.2.3.4",
+        b"client_address=1.2.3.4",
+        b"request=smtpd_access_policy\n" + b"a=b\n" * 200,
+    ],
+)
+def test_parse_request_rejects_malformed_requests(raw: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        parse_request(raw)
+
+
+def test_encode_action_cannot_forge_reply_lines() -> None:
+    assert encode_action("REJECT a\nb") == b"action=REJECT a b\n\n"
+
+
+@pytest.fixture
+async def server() -> tuple[PostfixPolicyServer, MemoryBackend, ManualClock]:
+    backend = MemoryBackend()
+    clock = ManualClock(1000.0)
+    sock = Path(tempfile.mkdtemp()) / "policy.sock"
+    srv = PostfixPolicyServer(
+        PostfixPolicySettings(
+            listen=["inet:127.0.0.1:0", f"unix:{sock}"],
+            socket_group=None,
+            max_request_bytes=1024,
+            max_connections_per_client=3,
+        ),
+        backend=backend,
+        clock=clock,
+    )
+    await srv.start()
+    yield srv, backend, clock
+    await srv.stop()
+    assert not sock.exists()
+
+
+async def open_tcp(srv: PostfixPolicyServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = next(a for a in srv.addresses if isinstance(a, tuple))[:2]
+    return await asyncio.open_connection(host, port)
+
+
+async def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> bytes:
+    writer.write(data)
+    await writer.drain()
+    return await asyncio.wait_for(reader.readuntil(b"\n\n"), 5)
+
+
+async def test_many_requests_on_one_persistent_connection(server) -> None:  # type: ignore[no-untyped-def]
+    srv, backend, _ = server
+    reader, writer = await open_tcp(srv)
+    for _ in range(50):
+        assert await ask(reader, writer, RCPT_REQUEST) == DUNNO
+    backend.apply(Decision(0, "127.0.0.65", Action.BAN, "manual"))
+    assert await ask(reader, writer, RCPT_REQUEST) == BAN
+    writer.close()
+
+
+async def test_back_to_back_requests_in_one_write_get_one_reply_each(server) -> None:  # type: ignore[no-untyped-def]
+    srv, backend, _ = server
+    backend.apply(Decision(0, "192.0.2.1", Action.BAN, "manual"))
+    reader, writer = await open_tcp(srv)
+    writer.write(
+        request(protocol_state="CONNECT", client_address="192.0.2.2")
+        + request(protocol_state="CONNECT", client_address="192.0.2.1")
+        + request(protocol_state="RCPT", client_address="192.0.2.2")[:20]
+    )
+    await writer.drain()
+    assert await asyncio.wait_for(reader.readuntil(b"\n\n"), 5) == DUNNO
+    assert await asyncio.wait_for(reader.readuntil(b"\n\n"), 5) == BAN
+    # the third request arrives in pieces
+    rest = request(protocol_state="RCPT", client_address="192.0.2.2")[20:]
+    for i in range(len(rest)):
+        writer.write(rest[i : i + 1])
+    assert await asyncio.wait_for(reader.readuntil(b"\n\n"), 5) == DUNNO
+    writer.close()
+
+
+async def test_unix_socket_serves_the_captured_requests(server) -> None:  # type: ignore[no-untyped-def]
+    srv, _, _ = server
+    path = next(a for a in srv.addresses if isinstance(a, str))
+    assert oct(Path(path).stat().st_mode & 0o777) == "0o660"
+    reader, writer = await asyncio.open_unix_connection(path)
+    sample = shared_file("captured-mailstack/policy_requests.sample.jsonl")
+    for line in sample.read_text().splitlines():
+        rec = json.loads(line)
+        attrs = {k: v for k, v in rec.items() if k not in ("t", "action")}
+        assert await ask(reader, writer, request(**attrs)) == DUNNO
+    writer.close()
+
+
+async def test_empty_missing_and_duplicated_attributes_are_tolerated(server) -> None:  # type: ignore[no-untyped-def]
+    srv, _, _ = server
+    reader, writer = await open_tcp(srv)
+    raw = (
+        b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.9\n"
+        b"client_address=192.0.2.10\nsasl_username=\nrecipient=\nsize=0\nfuture_attribute=x=y\n\n"
+    )
+    assert await ask(reader, writer, raw) == DUNNO
+    assert await ask(reader, writer, b"request=smtpd_access_policy\n\n") == DUNNO
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"request=smtpd_access_policy\ngarbage line\n\n",
+        b"request=something_else\nclient_address=1.2.3.4\n\n",
+        b"request=smtpd_access_policy\nclient_address=" + b"9" * 2000 + b"\n\n",
+        b"x" * 3000,  # no end of request in sight: bounded buffer
+    ],
+)
+async def test_malformed_request_is_logged_and_the_connection_closed(
+    server,
+    bad: bytes,
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+) -> None:
+    srv, _, _ = server
+    reader, writer = await open_tcp(srv)
+    assert (
+        await ask(reader, writer, request(protocol_state="CONNECT", client_address="192.0.2.3"))
+        == DUNNO
+    )
+    with caplog.at_level(logging.WARNING, logger="mailward.policy.postfix"):
+        writer.write(bad)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # EOF, no reply
+    assert "closing connection" in caplog.text
+    assert srv.core.stats.malformed == 1
+    writer.close()
+    # the server itself is fine
+    reader, writer = await open_tcp(srv)
+    assert (
+        await ask(reader, writer, request(protocol_state="CONNECT", client_address="192.0.2.4"))
+        == DUNNO
+    )
+    writer.close()
+
+
+async def test_connection_limit_and_disconnect_events_through_the_server(server) -> None:  # type: ignore[no-untyped-def]
+    srv, _, clock = server
+    reader, writer = await open_tcp(srv)
+    connect = request(protocol_state="CONNECT", client_address="192.0.2.77")
+    for _ in range(3):
+        assert await ask(reader, writer, connect) == DUNNO
+    assert await ask(reader, writer, connect) == b"action=421 4.7.0 Error: too many connections\n\n"
+    for _ in range(4):
+        srv.observe(
+            Disconnect(ts=clock.now(), service=Service.SUBMISSION, ip=ip_address("192.0.2.77"))
+        )
+    assert await ask(reader, writer, connect) == DUNNO
+    writer.close()
+
+
+async def test_a_crash_inside_the_decision_answers_dunno(server) -> None:  # type: ignore[no-untyped-def]
+    srv, _, _ = server
+
+    def broken(*_: object) -> object:
+        raise RuntimeError("bug")
+
+    srv.core.backend.check = broken  # type: ignore[method-assign]
+    reader, writer = await open_tcp(srv)
+    assert (
+        await ask(reader, writer, request(protocol_state="CONNECT", client_address="192.0.2.5"))
+        == DUNNO
+    )
+    assert srv.core.stats.errors == 1
+    writer.close()
+
+
+async def test_started_by_a_daemon_it_subscribes_to_events_and_uses_its_engine() -> None:
+    class Daemon:
+        def __init__(self) -> None:
+            self.engine = MemoryBackend()
+            self.clock = ManualClock(0)
+            self.callbacks: list[object] = []
+            self.decisions: list[Decision] = []
+
+        def on_event(self, cb: object) -> None:
+            self.callbacks.append(cb)
+
+        def submit_decisions(self, ds: list[Decision]) -> None:
+            self.decisions += ds
+
+    d = Daemon()
+    srv = PostfixPolicyServer(
+        PostfixPolicySettings(listen=["inet:127.0.0.1:0"], unknown_recipients_per_client=1)
+    )
+    await srv.start(d)
+    try:
+        assert d.callbacks == [srv.observe]
+        assert srv.core.backend is d.engine
+        srv.observe(
+            UnknownRecipient(
+                ts=0, service=Service.SMTP, ip=ip_address("192.0.2.8"), recipient="x@y"
+            )
+        )
+        assert [x.rule for x in d.decisions] == ["policy_enumeration_ip"]
+    finally:
+        await srv.stop()

@@ -1,0 +1,60 @@
+from ipaddress import ip_address, ip_network
+
+from mailward.policy.signals import ConnectionCounter, DistinctWindow, EventWindow, prefix_of
+
+
+def test_prefix_of_uses_the_configured_lengths() -> None:
+    assert prefix_of(ip_address("198.51.100.7"), 24, 64) == ip_network("198.51.100.0/24")
+    assert prefix_of(ip_address("2001:db8:1:2::5"), 24, 48) == ip_network("2001:db8:1::/48")
+
+
+def test_distinct_window_counts_distinct_values_and_flags_repeats() -> None:
+    w = DistinctWindow(window=60)
+    assert w.add("ip", "a", 0) == (1, True)
+    assert w.add("ip", "a", 1) == (1, False)
+    assert w.add("ip", "b", 2) == (2, True)
+    assert w.count("ip", 30) == 2
+    # "a" was last seen at 1, "b" at 2: at 61.5 only "b" remains in the window
+    assert w.count("ip", 61.5) == 1
+    assert w.values("ip", 61.5) == ["b"]
+    assert w.count("other", 0) == 0
+
+
+def test_distinct_window_evicts_the_least_recently_used_key() -> None:
+    w = DistinctWindow(window=60, max_keys=2)
+    w.add("k1", 1, 0)
+    w.add("k2", 1, 0)
+    w.add("k1", 2, 1)  # k1 is now the most recent
+    w.add("k3", 1, 2)
+    assert len(w) == 2
+    assert w.count("k2", 2) == 0
+    assert w.count("k1", 2) == 2
+
+
+def test_event_window_sums_amounts_in_window() -> None:
+    w = EventWindow(window=10)
+    assert w.add("u", 0, 3) == 3
+    assert w.add("u", 5) == 4
+    assert w.count("u", 12) == 1
+
+
+def test_connection_counter_pairs_connects_with_disconnects() -> None:
+    c = ConnectionCounter(ttl=100)
+    ip = ip_address("192.0.2.1")
+    assert c.connect(ip, 0) == 1
+    assert c.connect(ip, 1) == 2
+    c.disconnect(ip, 2)
+    assert c.open(ip, 2) == 1
+    c.disconnect(ip, 3)
+    c.disconnect(ip, 4)  # a disconnect with nothing open (port 25) is ignored
+    assert c.open(ip, 4) == 0
+    assert c.connect(ip, 5) == 1
+
+
+def test_connection_counter_expires_lost_sessions() -> None:
+    c = ConnectionCounter(ttl=100)
+    ip = ip_address("192.0.2.1")
+    for t in range(5):
+        c.connect(ip, t)
+    assert c.open(ip, 50) == 5
+    assert c.open(ip, 102.5) == 2
