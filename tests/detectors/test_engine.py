@@ -5,9 +5,9 @@ from ipaddress import ip_address, ip_network
 from mailward.config.model import DetectorSettings, Settings
 from mailward.decisions.model import Action, Decision
 from mailward.detectors.engine import Engine, Verdict
-from mailward.detectors.geo import StaticGeo
 from mailward.detectors.history import MemoryHistory
 from mailward.detectors.safety import CircuitClosed, CircuitOpen
+from mailward.enrich.geoip import MemoryGeo
 from mailward.events import (
     AuthFailure,
     AuthSuccess,
@@ -220,7 +220,7 @@ def test_tarpit_rises_with_failures() -> None:
 
 
 def test_geo_rules_in_line_and_on_failure() -> None:
-    geo = StaticGeo(
+    geo = MemoryGeo(
         {"198.51.100.0/24": "CN", "203.0.113.0/24": "DE"}, {"203.0.113.0/25": (64500, "x")}
     )
     eng = Engine(DetectorSettings(geo={"deny_countries": ["CN"], "deny_asns": [64500]}), geo=geo)
