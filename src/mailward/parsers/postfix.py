@@ -115,7 +115,7 @@ _LIMIT_NAME = {
     "New TLS session rate": "tls_session_rate",
     "AUTH command rate": "auth_rate",
 }
-_WEAK_STAGES = frozenset({"CONNECT", "EHLO", "HELO", "STARTTLS"})
+_WEAK_STAGES = frozenset({"CONNECT", "EHLO", "HELO", "STARTTLS", "UNKNOWN"})
 
 
 def service_for(program: str) -> Service:
