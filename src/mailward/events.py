@@ -167,10 +167,8 @@ class SmtpReject(Event):
     HELO/sender/client rejected, DNSBL, policy. ``category`` says which; spam-run evidence."""
 
     command: str  # RCPT, MAIL, DATA, CONNECT, HELO, ...
-    code: str = ""  # e.g. "554 5.7.1"
     category: str = "other"
     recipient: str | None = None
-    sender: str | None = None
     helo: str | None = None
 
 

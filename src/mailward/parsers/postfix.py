@@ -242,21 +242,9 @@ class PostfixParser:
         j = msg.find("]", i)
         if i < 0 or j < 0:
             return None
-        auth_ok = auth_total = cmd_ok = cmd_total = 0
-        for item in msg[j + 1 :].split():
-            name, eq, value = item.partition("=")
-            if not eq or name not in ("auth", "commands"):
-                continue
-            ok_s, slash, total_s = value.partition("/")
-            try:
-                ok = int(ok_s)
-                total = int(total_s) if slash else ok
-            except ValueError:
-                continue
-            if name == "auth":
-                auth_ok, auth_total = ok, total
-            else:
-                cmd_ok, cmd_total = ok, total
+        tail = msg[j + 1 :]
+        auth_ok, auth_total = _counter(tail, " auth=")
+        cmd_ok, cmd_total = _counter(tail, " commands=")
         return R_DISCONNECT, make_disconnect(
             ts=ts,
             service=self._service(program),
@@ -350,10 +338,8 @@ class PostfixParser:
             service=self._service(program),
             ip=self.ips.get(m[3]),
             command=m[1],
-            code=m[4],
             category=category,
             recipient=_field(rest, " to=<"),
-            sender=_field(rest, " from=<"),
             helo=_field(rest, " helo=<"),
         )
 
@@ -418,6 +404,22 @@ class PostfixParser:
         if msg.startswith("statistics: "):
             return R_ANVIL_STATS, None
         return None
+
+
+def _counter(text: str, key: str) -> tuple[int, int]:
+    """``auth=0/2`` -> (0, 2); ``auth=1`` -> (1, 1); absent or malformed -> (0, 0)."""
+    i = text.find(key)
+    if i < 0:
+        return 0, 0
+    i += len(key)
+    j = text.find(" ", i)
+    value = text[i:] if j < 0 else text[i:j]
+    ok_s, slash, total_s = value.partition("/")
+    try:
+        ok = int(ok_s)
+        return ok, int(total_s) if slash else ok
+    except ValueError:
+        return 0, 0
 
 
 def _field(text: str, key: str, end: str = ">") -> str | None:
