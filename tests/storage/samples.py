@@ -97,3 +97,15 @@ def every_kind() -> list[Event]:
     ]
     assert {type(e) for e in out} == set(ALL_EVENTS)
     return out
+
+
+def fail(ts: float, ip: str, user: str | None = "bob", attempts: int = 1) -> AuthFailure:
+    return AuthFailure(
+        ts=ts,
+        service=Service.SUBMISSION,
+        ip=IPv4Address(ip) if ":" not in ip else IPv6Address(ip),
+        username=user,
+        reason=FailReason.BAD_PASSWORD,
+        attempts=attempts,
+        origin=Origin("mail.log", int(ts) % 1000 + 1),
+    )
