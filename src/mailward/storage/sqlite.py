@@ -37,6 +37,7 @@ DAY = 86400.0
 DEFAULT_RETENTION_DAYS = 400
 BATCH = 20_000  # rows per executemany; add_events commits per batch when not inside a transaction
 FILE_MODE = 0o640
+_Encode = Callable[[Event, int], tuple[Any, ...]]
 DIR_MODE = 0o750
 
 # Python's sqlite3 (3.11) binds None through its adapter protocol, raising and swallowing two
@@ -59,7 +60,7 @@ class SqliteStore(SqliteReader):
         self._pending: list[tuple[str, int]] = []  # strings inserted in the open transaction
         self._depth = 0
         self.codec = Codec(self._str_ids.get, self._intern, self._resolve)
-        self._encoders: dict[type[Event], Callable[[Event, int], tuple[Any, ...]]] = {}
+        self._encoders: dict[type[Event], _Encode] = {}
         self._insert_stmts: dict[type[Event], str] = {}
         self._next_id = self._load_next_id()
 
@@ -158,18 +159,18 @@ class SqliteStore(SqliteReader):
             return sid
         key = value  # a StrEnum member hashes by name, so it gets its own cache entry
         value = str(value)  # ... and is stored as its plain value
-        conn = self._conn
-        row = conn.execute("SELECT id FROM strings WHERE value = ?", (value,)).fetchone()
-        if row is None:
-            if self._depth == 0:
-                raise RuntimeError("strings are interned only inside a transaction")
-            sid = conn.execute("INSERT INTO strings (value) VALUES (?)", (value,)).lastrowid
-            assert sid is not None
-            self._pending.append((value, sid))
-            if key is not value:
-                self._pending.append((key, sid))
-        else:
-            sid = row[0]
+        if self._depth == 0:
+            raise RuntimeError("strings are interned only inside a transaction")
+        # One statement for both cases: insert a new string, or return the id of a known one.
+        sid: int = self._conn.execute(
+            "INSERT INTO strings (value) VALUES (?) ON CONFLICT (value) "
+            "DO UPDATE SET value = excluded.value RETURNING id",
+            (value,),
+        ).fetchone()[0]
+        # Forgotten if the transaction rolls back (a new id would be reused then).
+        self._pending.append((value, sid))
+        if key is not value:
+            self._pending.append((key, sid))
         if len(self._str_ids) >= STRING_CACHE:
             self._str_ids.clear()
         self._str_ids[value] = sid
@@ -192,22 +193,25 @@ class SqliteStore(SqliteReader):
     def _insert_batch(self, it: Iterator[Event]) -> int:
         """Insert up to ``BATCH`` events from ``it`` (inside a transaction); returns how many."""
         encoders = self._encoders
-        groups: dict[type[Event], list[tuple[Any, ...]]] = {}
+        groups: dict[type[Event], tuple[_Encode, list[tuple[Any, ...]]]] = {}
         row_id = first = self._next_id
+        last = first + BATCH
         try:
             for ev in it:
-                cls = type(ev)
-                enc = encoders.get(cls)
-                if enc is None:
-                    enc = encoders[cls] = self.codec.encoder(cls).fn
-                groups.setdefault(cls, []).append(enc(ev, row_id))
+                cls = ev.__class__
+                try:
+                    enc, rows = groups[cls]
+                except KeyError:
+                    enc = encoders.get(cls) or encoders.setdefault(cls, self.codec.encoder(cls).fn)
+                    rows = []
+                    groups[cls] = (enc, rows)
+                rows.append(enc(ev, row_id))
                 row_id += 1
-                if row_id - first >= BATCH:
+                if row_id >= last:
                     break
             # One statement per kind binds only that kind's columns; ids keep the input order.
-            for cls, rows in groups.items():
-                if rows:
-                    self._conn.executemany(self._insert_sql(cls), rows)
+            for cls, (_, rows) in groups.items():
+                self._conn.executemany(self._insert_sql(cls), rows)
             if row_id != first:
                 self._conn.execute(
                     "UPDATE meta SET value = ? WHERE key = 'next_event_id'", (row_id,)
