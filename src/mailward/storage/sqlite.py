@@ -154,9 +154,9 @@ class SqliteStore(SqliteReader):
         del self._pending[mark:]
 
     def _intern(self, value: str) -> int:
-        sid = self._str_ids.get(value)
-        if sid is not None:
-            return sid
+        known = self._str_ids.get(value)
+        if known is not None:
+            return known
         key = value  # a StrEnum member hashes by name, so it gets its own cache entry
         value = str(value)  # ... and is stored as its plain value
         if self._depth == 0:
