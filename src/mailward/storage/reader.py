@@ -182,10 +182,12 @@ class SqliteReader:
             "SUM(attempts), COUNT(DISTINCT ip) "
             f"FROM events{where} GROUP BY h, kind ORDER BY h, kind"
         )
-        return [
+        out = [
             HourCount(float(h * 3600), self._resolve(k), n, att, ips)
             for h, k, n, att, ips in self._conn.execute(q, args)
         ]
+        out.sort(key=lambda c: (c.hour, c.kind))  # by kind name, not by interning order
+        return out
 
     def top_ips(
         self,
@@ -249,10 +251,10 @@ class SqliteReader:
         where, args = self._window(since, until, kinds)
         where += " AND user != 0" if where else " WHERE user != 0"
         q = (
-            f"SELECT user, SUM(attempts) AS n FROM events{where} "
-            "GROUP BY user ORDER BY n DESC, user LIMIT ?"
+            f"SELECT s.value, SUM(attempts) AS n FROM events JOIN strings s ON s.id = user{where}"
+            " GROUP BY user ORDER BY n DESC, s.value LIMIT ?"
         )
-        return [(self._resolve(u), n) for u, n in self._conn.execute(q, [*args, limit])]
+        return [(u, n) for u, n in self._conn.execute(q, [*args, limit])]
 
     # -- decisions --------------------------------------------------------------------------
     def _decision(self, row: Sequence[Any]) -> Decision:
