@@ -324,23 +324,11 @@ class Daemon:
         correlated: list[Event] = []
         for batch in batches:
             status = self._status[batch.source]
-            for text, origin in batch.lines:
-                try:
-                    event = self.parser.parse(text, origin)
-                except Exception:
-                    self.counters.parse_errors += 1
-                    if (
-                        self.counters.parse_errors in (1, 100)
-                        or self.counters.parse_errors % 10000 == 0
-                    ):
-                        log.exception("parser failed on a line from %s", batch.source)
-                    continue
-                if event is None:
-                    status.unparsed += 1
-                    continue
+            for event in self._parse(batch):
                 status.events += 1
                 newest[batch.source] = max(newest.get(batch.source, event.ts), event.ts)
                 correlated.extend(self.correlator.push(event))
+            status.unparsed = status.lines + len(batch.lines) - status.events
             status.lines += len(batch.lines)
             self.counters.lines += len(batch.lines)
             positions[batch.source] = batch.position
@@ -355,6 +343,33 @@ class Daemon:
             st.newest_line_ts = ts
             st.delay_seconds = max(0.0, wall - ts)
         await self._handle(correlated, positions, {})
+
+    def _parse(self, batch: Batch) -> list[Event]:
+        assert self.parser is not None
+        lines = batch.lines
+        block = getattr(self.parser, "parse_block", None)
+        first = lines[0][1] if lines else None
+        if block is not None and first is not None and first.line is not None:
+            # The parser's bulk path: a file batch is consecutive lines of one file.
+            try:
+                return list(block([text for text, _ in lines], first.source, first.line))
+            except Exception:
+                self._parse_failed(batch.source)
+        events = []
+        for text, origin in lines:
+            try:
+                event = self.parser.parse(text, origin)
+            except Exception:
+                self._parse_failed(batch.source)
+                continue
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _parse_failed(self, source: str) -> None:
+        self.counters.parse_errors += 1
+        if self.counters.parse_errors in (1, 100) or self.counters.parse_errors % 10000 == 0:
+            log.exception("parser failed on a line from %s", source)
 
     def submit_event(self, event: Event) -> None:
         """Hand over one event from a component (Dovecot ``report``) without waiting; it is

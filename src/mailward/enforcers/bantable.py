@@ -162,7 +162,11 @@ class BanTable:
     def _container(self, net: Net) -> Net | None:
         # Only prefix lengths actually present are tried: usually one or two, not 32 or 128.
         for version, length in sorted(self._lengths, key=lambda k: -k[1]):
-            if version != net.version or length >= net.prefixlen or not self._lengths[(version, length)]:
+            if (
+                version != net.version
+                or length >= net.prefixlen
+                or not self._lengths[(version, length)]
+            ):
                 continue
             candidate = net.supernet(new_prefix=length)
             if candidate in self.prefixes:
