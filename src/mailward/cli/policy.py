@@ -9,6 +9,7 @@ import base64
 import logging
 import signal
 import subprocess
+import time
 
 import click
 
@@ -18,7 +19,7 @@ from mailward.decisions.model import Decision
 from mailward.policy.backend import MemoryBackend
 from mailward.policy.dovecot import DovecotPolicyServer
 from mailward.policy.postfix import PostfixPolicyServer
-from mailward.policy.probe import ProbeResult, probe_dovecot, probe_postfix
+from mailward.policy.probe import ProbeResult, probe_alert, probe_dovecot, probe_postfix
 
 log = logging.getLogger(__name__)
 
@@ -130,17 +131,22 @@ def probe(app: AppContext, timeout: float, on_failure: str | None, as_json: bool
     results = asyncio.run(run_probes(settings, timeout))
     if not results:
         fail("no policy server is enabled in the configuration")
-    down = [r for r in results if not r.ok]
+    alert = probe_alert(results, time.time())
     if as_json:
-        emit_json({"ok": not down, "endpoints": [r.to_json() for r in results]})
+        emit_json(
+            {
+                "ok": alert is None,
+                "endpoints": [r.to_json() for r in results],
+                "alert": None if alert is None else alert.to_json(),
+            }
+        )
     else:
         for r in results:
             state = f"up ({r.latency_ms:.1f} ms)" if r.ok else f"DOWN: {r.error}"
             click.echo(f"{r.name} {r.endpoint}: {state}")
-    if down:
+    if alert is not None:
         if on_failure:
-            report = "mailward policy servers are not answering (mail still flows: fail open):\n"
-            report += "".join(f"  {r.name} {r.endpoint}: {r.error}\n" for r in down)
+            report = "\n".join((f"[{alert.severity.label}] {alert.title}", *alert.details)) + "\n"
             done = subprocess.run(on_failure, shell=True, input=report, text=True, check=False)
             if done.returncode != 0:
                 click.echo(f"mailward: --on-failure command exited {done.returncode}", err=True)
