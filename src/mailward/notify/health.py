@@ -50,6 +50,11 @@ class HealthRules:
         self._active: set[str] = set()
         self._crashes: dict[str, deque[float]] = {}
 
+    @property
+    def problems(self) -> list[str]:
+        """Keys of the problems now open (``source_lag:NAME``, ``source_silent:NAME``)."""
+        return sorted(self._active)
+
     def check(self, statuses: Iterable[SourceStatusLike], now: float) -> list[Alert]:
         out: list[Alert] = []
         for st in statuses:
