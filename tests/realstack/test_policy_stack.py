@@ -1,8 +1,9 @@
 """Real Postfix + Dovecot against mailward's policy servers (issue 4, "Real tests").
 
 One session: the stack starts once; scenarios run in file order and use their own users and
-source addresses. mailward is a separate process (``mailward policy serve``) with the in-memory
-detector twin: 3 failures per IP ban it, 3 distinct failing IPs protect a username.
+source addresses. mailward is a separate process (``mailward policy serve``) running the real
+detector engine ([detectors] in the generated config: 3 failures from one address ban it, 3
+distinct failing addresses put a username under attack, no tarpit to keep the run short).
 """
 
 from __future__ import annotations

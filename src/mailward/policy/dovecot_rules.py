@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_network
 from typing import Any
@@ -27,7 +26,7 @@ from mailward.events import (
     Origin,
     Service,
 )
-from mailward.policy.backend import DecisionSink, PolicyBackend
+from mailward.policy.backend import DecisionSink, EventSink, PolicyBackend
 from mailward.policy.signals import DistinctWindow, NetSet, parse_ip
 
 log = logging.getLogger(__name__)
@@ -49,8 +48,6 @@ _FAIL_TYPES = {
     "account": FailReason.UNKNOWN_USER,
     "policy": FailReason.POLICY_REJECT,
 }
-
-EventSink = Callable[[Event], None]
 
 
 @dataclass
