@@ -208,4 +208,22 @@ async def test_a_failing_rule_never_breaks_the_pipeline(tmp_path: Path) -> None:
 
     manager.rules.observe = boom  # type: ignore[method-assign]
     manager.on_event(fail(1, "192.0.2.1"))  # must not raise
-    manager.spool.close()
+    manager.close()
+
+
+def test_components_follow_the_config(tmp_path: Path) -> None:
+    from mailward.notify.manager import components
+
+    settings = settings_for(
+        tmp_path,
+        metrics={"enabled": True},
+        digest={"enabled": True},
+        notify={"heartbeat_url": "https://hc-ping.com/uuid"},
+    )
+    manager, parts = components(settings, open_store=lambda: None)
+    assert [p.name for p in parts] == ["alerts", "metrics", "heartbeat", "digest"]
+    assert parts[0] is manager
+    manager.close()
+    manager, parts = components(settings_for(tmp_path))
+    assert [p.name for p in parts] == ["alerts"]
+    manager.close()
