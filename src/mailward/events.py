@@ -132,6 +132,17 @@ class AuthFailure(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AuthError(Event):
+    """A login that failed for a server-side reason (``Connection lost to authentication
+    server``): not evidence against the client. The correlator uses it to keep the session's
+    ``auth=0/N`` counter from being counted as failures, and does not pass it on."""
+
+    username: str | None = None
+    detail: str = ""
+    session: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AuthSuccess(Event):
     """A successful login (SMTP AUTH, IMAP/POP3/ManageSieve login)."""
 
@@ -203,6 +214,7 @@ class RateLimitWarning(Event):
 
 ALL_EVENTS: tuple[type[Event], ...] = (
     AuthFailure,
+    AuthError,
     AuthSuccess,
     UnknownRecipient,
     Connection,

@@ -37,13 +37,13 @@ def request(**attrs: str) -> bytes:
     return "".join(f"{k}={v}\n" for k, v in attrs.items()).encode() + b"\n"
 
 
-def test_parse_request_splits_on_the_first_equals_and_keeps_the_first_duplicate() -> None:
+def test_parse_request_splits_on_the_first_equals_and_keeps_the_last_duplicate() -> None:
     raw = (
         b"request=smtpd_access_policy\nccert_subject=CN=a=b\nsender=\nsender=x@y\nrecipient_count=0"
     )
     attrs = parse_request(raw)
     assert attrs["ccert_subject"] == "CN=a=b"
-    assert attrs["sender"] == ""
+    assert attrs["sender"] == "x@y"  # the last of a repeated name
     assert attrs["recipient_count"] == "0"
 
 

@@ -57,6 +57,11 @@ class _Ban:
     decision: Decision
 
 
+def _key(net: IPv4Network | IPv6Network) -> tuple[int, int, int]:
+    bits = 32 if net.version == 4 else 128
+    return (net.version, net.prefixlen, int(net.network_address) >> (bits - net.prefixlen))
+
+
 @dataclass
 class MemoryBackend:
     """In-memory twin of the detector engine, enough to exercise every policy answer.
@@ -74,7 +79,8 @@ class MemoryBackend:
     protect_after: int = 5
     protect_seconds: float = 3600.0
     known_good_seconds: float = 30 * 86400.0
-    bans: list[_Ban] = field(default_factory=list)
+    bans: dict[tuple[int, int, int], _Ban] = field(default_factory=dict)  # (version, len, net)
+    _lengths: set[tuple[int, int]] = field(default_factory=set)
     protected: dict[str, float] = field(default_factory=dict)
     known_good: dict[tuple[str, IPAddress], float] = field(default_factory=dict)
     failures: dict[IPAddress, deque[float]] = field(default_factory=dict)
@@ -82,19 +88,28 @@ class MemoryBackend:
 
     def apply(self, decision: Decision) -> None:
         """Install an operator's or another detector's decision."""
-        if decision.action is Action.BAN and decision.network is not None:
-            self.bans.append(_Ban(decision.network, decision.until, decision))
-        elif decision.action is Action.UNBAN and decision.network is not None:
-            self.bans = [b for b in self.bans if b.net != decision.network]
+        net = decision.network
+        if decision.action is Action.BAN and net is not None:
+            self.bans[_key(net)] = _Ban(net, decision.until, decision)  # twice is harmless
+            self._lengths.add((net.version, net.prefixlen))
+        elif decision.action is Action.UNBAN and net is not None:
+            self.bans.pop(_key(net), None)
         elif decision.action is Action.PROTECT_USER and decision.is_user:
             self.protected[decision.target[len(USER_PREFIX) :]] = decision.until or float("inf")
 
     def check(self, ip: IPAddress, username: str | None, now: float) -> Verdict:
-        for ban in self.bans:
-            if (ban.until is None or ban.until > now) and ip in ban.net:
-                return Verdict(
-                    False, reason=f"banned by {ban.decision.rule}", decision=ban.decision
-                )
+        if self.bans:
+            # One dict lookup per prefix length in use: O(1) in the number of bans.
+            value = int(ip)
+            bits = 32 if ip.version == 4 else 128
+            for version, length in self._lengths:
+                if version != ip.version:
+                    continue
+                ban = self.bans.get((version, length, value >> (bits - length)))
+                if ban is not None and (ban.until is None or ban.until > now):
+                    return Verdict(
+                        False, reason=f"banned by {ban.decision.rule}", decision=ban.decision
+                    )
         if username is not None and self.protected.get(username, 0.0) > now:
             seen = self.known_good.get((username, ip))
             if seen is None or now - seen > self.known_good_seconds:

@@ -25,10 +25,9 @@ from mailward.events import (
     IPAddress,
     Origin,
     Service,
-    normalise_ip,
 )
 from mailward.policy.backend import DecisionSink, PolicyBackend
-from mailward.policy.signals import DistinctWindow
+from mailward.policy.signals import DistinctWindow, parse_ip
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class AuthRequest:
         ip: IPAddress | None = None
         if text["remote"]:
             try:
-                ip = normalise_ip(text["remote"])
+                ip = parse_ip(text["remote"])
             except ValueError:
                 raise ProtocolError(f"remote {text['remote'][:60]!r} is not an address") from None
         return cls(

@@ -13,6 +13,7 @@ import grp
 import logging
 import os
 import stat
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +34,21 @@ def parse_request(raw: bytes, max_lines: int = MAX_LINES) -> dict[str, str]:
     """Split one request (without its terminating empty line) into attributes.
 
     Each line is split on its first ``=`` (values such as ``ccert_subject`` may contain ``=``);
-    a repeated name keeps its first value. Raises ``ProtocolError`` for a line without ``=``,
+    a repeated name keeps its last value. Raises ``ProtocolError`` for a line without ``=``,
     too many lines, or a ``request`` other than ``smtpd_access_policy``.
     """
-    text = raw.decode("utf-8", "surrogateescape")
-    lines = text.split("\n")
+    lines = raw.decode("utf-8", "surrogateescape").split("\n")
     if len(lines) > max_lines:
         raise ProtocolError(f"request has {len(lines)} lines (limit {max_lines})")
-    attrs: dict[str, str] = {}
-    for line in lines:
-        name, sep, value = line.partition("=")
-        if not sep or not name:
-            raise ProtocolError(f"malformed attribute line {line[:60]!r}")
-        attrs.setdefault(name, value)
+    try:
+        # All in C: each line split once at its first "="; a line without one has length 1,
+        # which dict() refuses. On a repeated name the last value wins (the README allows it).
+        attrs: dict[str, str] = dict(map(str.split, lines, repeat("="), repeat(1)))
+    except ValueError:
+        bad = next(line for line in lines if "=" not in line)
+        raise ProtocolError(f"malformed attribute line {bad[:60]!r}") from None
+    if "" in attrs:
+        raise ProtocolError("attribute line without a name")
     kind = attrs.get("request")
     if kind != REQUEST_KIND:
         raise ProtocolError(f"unsupported request {str(kind)[:60]!r}")

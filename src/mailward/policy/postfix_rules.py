@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from mailward.config.model import PostfixPolicySettings
 from mailward.decisions.model import USER_PREFIX, Action, Decision
-from mailward.events import Disconnect, Event, IPAddress, UnknownRecipient, normalise_ip
+from mailward.events import Disconnect, Event, IPAddress, UnknownRecipient
 from mailward.policy.backend import DecisionSink, PolicyBackend
-from mailward.policy.signals import ConnectionCounter, DistinctWindow, prefix_of
+from mailward.policy.signals import ConnectionCounter, DistinctWindow, parse_ip, prefix_of
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class PostfixPolicy:
         self.stats.requests += 1
         address = attrs.get("client_address", "")
         try:
-            ip = normalise_ip(address)
+            ip = parse_ip(address)
         except ValueError:
             # Postfix always sends the address; without one there is nothing to decide on.
             log.warning("postfix policy: request without a usable client_address %r", address[:64])
