@@ -556,6 +556,7 @@ class MetricsSettings(Section):
         "127.0.0.1:9617", description="host:port of the metrics endpoint (keep it on loopback)."
     )
 
+
 # --- detectors (issue 3) -------------------------------------------------------------------------
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
