@@ -253,3 +253,21 @@ def test_from_settings_takes_server_addresses() -> None:
     assert eng.check("127.0.0.1", "bob", T).allow
     for i in range(10):
         assert eng.observe(fail("127.0.0.1", ts=T + i), T + i) == []
+
+
+def test_manual_protection_uses_the_canonical_username() -> None:
+    eng = engine()
+    eng.apply(
+        Decision(
+            ts=T,
+            target="user:Bob@Example.org",
+            action=Action.PROTECT_USER,
+            rule="manual",
+            until=T + 60,
+        )
+    )
+    assert not eng.check("198.51.100.1", "bob@example.org", T + 1).allow
+    assert [d.target for d in eng.active(T + 1)] == ["user:bob@example.org"]
+    eng.apply(Decision(ts=T, target="user:BOB@example.org", action=Action.UNBAN, rule="manual"))
+    assert eng.check("198.51.100.1", "bob@example.org", T + 2).allow
+    assert eng.active(T + 2) == []

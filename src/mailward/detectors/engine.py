@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Any
 
@@ -272,10 +272,13 @@ class Engine:
             self._unban(decision.target)
             return
         if decision.is_user:
-            user = decision.target[len(USER_PREFIX) :]
+            user = canonical_user(decision.target[len(USER_PREFIX) :])
+            if user is None:
+                log.warning("not applying %s: empty username", decision.rule)
+                return
             until = decision.until if decision.until is not None else float("inf")
             self.state.mark(ATTACK, user, until)
-            self.ledger.add(decision)
+            self.ledger.add(replace(decision, target=USER_PREFIX + user))
             return
         net = decision.network
         if net is not None and self.exempt.overlaps(net):
@@ -284,12 +287,13 @@ class Engine:
         self.ledger.add(decision)
 
     def _unban(self, target: str) -> None:
-        self.ledger.remove(target)
         if target.startswith(USER_PREFIX):
-            user = target[len(USER_PREFIX) :]
+            user = canonical_user(target[len(USER_PREFIX) :]) or ""
+            self.ledger.remove(USER_PREFIX + user)
             self.state.unmark(ATTACK, user)
             self.state.reset(USER_SOURCES, user)
             return
+        self.ledger.remove(target)
         net = ip_network(target, strict=False)
         cfg = self.settings
         if net.num_addresses == 1:
