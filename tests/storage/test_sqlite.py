@@ -268,3 +268,11 @@ def test_uncreatable_path_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot create"):
         SqliteStore(blocker / "sub" / "x.db")
+
+
+def test_evidence_that_is_not_json_is_kept_as_text(store: SqliteStore) -> None:
+    d = Decision(
+        T0, "192.0.2.1", Action.BAN, "r", T0 + 60, evidence={"ip": IPv4Address("192.0.2.1")}
+    )  # type: ignore[dict-item]
+    store.add_decision(d)
+    assert store.decisions()[0].evidence == {"ip": "192.0.2.1"}

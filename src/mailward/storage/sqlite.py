@@ -267,7 +267,9 @@ class SqliteStore(SqliteReader):
                     decision.until,
                     decision.reason,
                     decision.offence,
-                    json.dumps(dict(decision.evidence), sort_keys=True, ensure_ascii=False),
+                    json.dumps(
+                        dict(decision.evidence), sort_keys=True, ensure_ascii=False, default=str
+                    ),
                 ),
             )
         assert cur.lastrowid is not None
