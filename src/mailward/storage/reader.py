@@ -347,6 +347,15 @@ class SqliteReader:
         ]
         return in_force(candidates, unbans, now)
 
+    def recent_decisions(self, limit: int = 20) -> list[Decision]:
+        """The newest decisions, newest first (``mailward status``)."""
+        q = f"SELECT {self._DECISION_COLS} FROM decisions ORDER BY ts DESC, id DESC LIMIT ?"
+        return [self._decision(r) for r in self._conn.execute(q, (limit,))]
+
+    def source_positions(self) -> dict[str, str]:
+        """Saved positions of live sources by name (see ``SqliteStore.commit``)."""
+        return dict(self._conn.execute("SELECT source, position FROM source_positions"))
+
     def offences(self, target: str, since: float) -> int:
         """How many times ``target`` was banned at or after ``since`` (escalation history)."""
         ban = self._ids([Action.BAN.value])
@@ -384,6 +393,7 @@ class SqliteReader:
             "alerts": c.execute("SELECT COUNT(*) FROM alerts").fetchone()[0],
             "strings": c.execute("SELECT COUNT(*) FROM strings").fetchone()[0],
             "imports": c.execute("SELECT COUNT(*) FROM imports").fetchone()[0],
+            "source_positions": c.execute("SELECT COUNT(*) FROM source_positions").fetchone()[0],
         }
         page = c.execute("PRAGMA page_size").fetchone()[0]
         pages = c.execute("PRAGMA page_count").fetchone()[0]
