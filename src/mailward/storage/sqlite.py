@@ -40,9 +40,11 @@ FILE_MODE = 0o640
 _Encode = Callable[[Event, int], tuple[Any, ...]]
 DIR_MODE = 0o750
 
-# Python's sqlite3 (3.11) binds None through its adapter protocol, raising and swallowing two
-# AttributeErrors per value; an identity adapter makes it a dict hit. Semantics are unchanged.
+# Python's sqlite3 (3.11) binds None and bytes (IPv6 addresses) through its adapter protocol,
+# raising and swallowing two AttributeErrors per value; identity adapters make that a dict hit.
+# Semantics are unchanged.
 sqlite3.register_adapter(type(None), lambda _: None)
+sqlite3.register_adapter(bytes, lambda b: b)
 
 
 class SqliteStore(SqliteReader):
