@@ -10,6 +10,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from mailward.events import (
     ALL_EVENTS,
+    AuthError,
     AuthFailure,
     AuthSuccess,
     Connection,
@@ -22,6 +23,7 @@ from mailward.events import (
     ProtocolViolation,
     RateLimitWarning,
     Service,
+    SmtpReject,
     UnknownRecipient,
     Violation,
 )
@@ -95,6 +97,25 @@ def every_kind() -> list[Event]:
         ),
         RateLimitWarning(
             ts=T0 + 7, service=Service.SMTP, ip=V4, limit="Connection rate", count=61, origin=o
+        ),
+        AuthError(
+            ts=T0 + 7,
+            service=Service.SMTP,
+            ip=V4,
+            username="alice",
+            detail="Connection lost to authentication server",
+            session="mx1:postfix/smtpd[1]",
+            origin=o,
+        ),
+        SmtpReject(
+            ts=T0 + 7,
+            service=Service.SMTP,
+            ip=V6,
+            command="RCPT",
+            category="relay_denied",
+            recipient="victim@example.org",
+            helo="WIN-Q4RT8",
+            origin=o,
         ),
         AuthFailure(ts=T0 + 8, service=Service.MANAGESIEVE, ip=V4, username=None),
         AuthFailure(ts=T0 + 8, service=Service.UNKNOWN, ip=V4, username="", mechanism=""),
