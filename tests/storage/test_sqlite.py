@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 from ipaddress import IPv4Address
@@ -223,10 +224,12 @@ def test_wal_mode_and_permissions(tmp_path: Path) -> None:
     s = SqliteStore(path)
     s.add_events([fail(T0, "192.0.2.1")])
     assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 & ~umask
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750 & ~umask
     wal = path.with_name(path.name + "-wal")
-    assert wal.exists() and stat.S_IMODE(wal.stat().st_mode) == 0o640
+    assert wal.exists() and stat.S_IMODE(wal.stat().st_mode) == 0o640 & ~umask
     s.close()
 
 
