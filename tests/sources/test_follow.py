@@ -200,3 +200,42 @@ async def test_async_batches_wait_for_missing_file(tmp_path: Path) -> None:
     path.write_text("a\nb\n")
     await asyncio.wait_for(task, 2)
     assert got == ["a", "b"] and f.status()["lines"] == 2
+
+
+def test_restart_after_several_rotations_reads_every_generation(log: Log, tmp_path: Path) -> None:
+    out: list[str] = []
+    f = make(log.path)
+    log.write(5)
+    saved = drain(f, out)
+    f.close()
+    log.write(2)  # unread, then the file is rotated twice (rename, then copytruncate)
+    os.replace(log.path, tmp_path / "mail.log.1")
+    log.reopen()
+    log.write(3)
+    os.replace(tmp_path / "mail.log.1", tmp_path / "mail.log.2")
+    log.copytruncate()
+    log.write(4)
+    g = make(log.path)
+    g.resume(saved)
+    drain(g, out)
+    assert numbers(out) == list(range(1, 15))
+    assert g.gaps == 0
+
+
+def test_live_rename_twice_while_behind_loses_nothing(log: Log, tmp_path: Path) -> None:
+    f = FileFollower(log.path, poll_interval=0.01, rotated_grace=0, max_batch_bytes=64)
+    out: list[str] = []
+    log.write(5)
+    assert f._start()
+    f._resumed = True
+    out.extend(t for t, _ in f._step().lines)  # type: ignore[union-attr]
+    for _ in range(2):  # two renames while the follower is still in the first file
+        log.write(3)
+        if (tmp_path / "mail.log.1").exists():
+            os.replace(tmp_path / "mail.log.1", tmp_path / "mail.log.2")
+        log.rename_rotate()
+        f._watch_path()
+    log.write(2)
+    drain(f, out)
+    assert numbers(out) == list(range(1, 14))
+    assert f.status()["queued"] == 0 and f.rotations == 2

@@ -140,12 +140,15 @@ class Supervisor:
     def status(self) -> list[dict[str, Any]]:
         return [i.to_json() for i in self.info.values()]
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        tasks = [t for t in self._tasks.values() if not t.done()]
+    async def stop(self, timeout: float = 5.0, names: list[str] | None = None) -> None:
+        """Cancel the named tasks (all when None) and wait for them."""
+        tasks = [
+            t for n, t in self._tasks.items() if not t.done() and (names is None or n in names)
+        ]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
-        for info in self.info.values():
-            if info.state in ("running", "backoff"):
+        for name, info in self.info.items():
+            if (names is None or name in names) and info.state in ("running", "backoff"):
                 info.state = "stopped"

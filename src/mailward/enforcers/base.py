@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from mailward.decisions.model import Action, Decision
@@ -159,4 +160,5 @@ def _log_change(change: Change) -> None:
     for net in change.delete:
         log.warning("dry-run: would lift %s", net)
     for net, until in change.add:
-        log.warning("dry-run: would block %s until %s", net, until if until else "forever")
+        when = "forever" if until is None else datetime.fromtimestamp(until, UTC).isoformat()
+        log.warning("dry-run: would block %s until %s", net, when)

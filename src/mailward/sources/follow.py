@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -90,7 +91,14 @@ def _open(path: Path) -> tuple[int, os.stat_result] | None:
     return fd, os.fstat(fd)
 
 
+ROTATED_SUFFIX = re.compile(r"^(\.\d+|-\d{8}(\d\d)?(\.\d+)?)$")  # .1 / -20261121 / -2026112114
+
+
 class FileFollower:
+    """Reads ``path`` and the files it rotates into, oldest first. ``_files[0]`` is being read;
+    the last one is the file currently at ``path``; those in between were rotated away and are
+    finished before moving on (their descriptors are held, so a rename cannot lose them)."""
+
     kind = "file"
 
     def __init__(
@@ -112,9 +120,9 @@ class FileFollower:
         self.rotated_grace = poll_interval * 2 if rotated_grace is None else rotated_grace
         self._saved: FilePosition | None = None
         self._resumed = False
-        self._cur: _Open | None = None
-        self._drain: list[_Open] = []  # rotated-away files to finish first, oldest first
-        self._rotated_since: float | None = None
+        self._files: list[_Open] = []
+        self._eof_since: float | None = None
+        self.caught_up_at: float | None = None  # wall time we last found nothing more to read
         self.last_error: str | None = None
         self.lines = 0
         self.rotations = 0
@@ -145,23 +153,24 @@ class FileFollower:
                 await asyncio.sleep(self.poll_interval)
 
     def unread_bytes(self) -> int | None:
+        if not self._files:
+            return None
         total = 0
-        for item in [*self._drain, *([self._cur] if self._cur else [])]:
+        for item in self._files:
             try:
                 total += max(0, os.fstat(item.fd).st_size - item.pos.offset)
             except OSError:
                 return None
-        if self._cur is None:
-            return None
         return total
 
     def status(self) -> dict[str, Any]:
-        cur = self._cur
+        cur = self._files[0] if self._files else None
         return {
             "path": str(self.path),
+            "reading": str(cur.path) if cur else None,
             "offset": cur.pos.offset if cur else None,
             "inode": cur.pos.ino if cur else None,
-            "draining": [str(d.path) for d in self._drain],
+            "queued": len(self._files) - 1 if self._files else 0,
             "lines": self.lines,
             "rotations": self.rotations,
             "truncations": self.truncations,
@@ -169,10 +178,9 @@ class FileFollower:
         }
 
     def close(self) -> None:
-        for item in [*self._drain, *([self._cur] if self._cur else [])]:
+        for item in self._files:
             item.close()
-        self._drain.clear()
-        self._cur = None
+        self._files.clear()
         self._resumed = False
 
     # -- start / resume ------------------------------------------------------------------
@@ -184,25 +192,27 @@ class FileFollower:
         fd, st = opened
         saved = self._saved
         fresh = FilePosition(st.st_dev, st.st_ino, 0, 0, "")
+        files: list[_Open] = []
         if saved is None:
             if self.start_at_end:
                 fresh = self._end_position(fd, st)
-            self._cur = _Open(self.path, fd, fresh)
-        elif (st.st_dev, st.st_ino) == (saved.dev, saved.ino):
-            if st.st_size >= saved.offset and last_line_matches(fd, saved):
-                self._cur = _Open(self.path, fd, saved)
-            else:  # copytruncate while we were down
+        elif (st.st_dev, st.st_ino) == (saved.dev, saved.ino) and (
+            st.st_size >= saved.offset and last_line_matches(fd, saved)
+        ):
+            fresh = saved
+        else:
+            # Rotated or truncated while we were down: find the file that holds our last line
+            # (same inode, or a copy), then every rotated file newer than it, then the current.
+            if (st.st_dev, st.st_ino) == (saved.dev, saved.ino):
                 self.truncations += 1
-                self._queue_copy(saved, exclude=(saved.dev, saved.ino))
-                self._cur = _Open(self.path, fd, fresh)
-        else:  # rotated while we were down: finish the old file, then read the new one whole
-            self.rotations += 1
-            old = self._find_rotated(saved)
-            if old is not None:
-                self._drain.append(old)
             else:
-                self._queue_copy(saved, exclude=(st.st_dev, st.st_ino))
-            self._cur = _Open(self.path, fd, fresh)
+                self.rotations += 1
+            old = self._find_continuation(saved, current=(st.st_dev, st.st_ino))
+            if old is not None:
+                files.append(old)
+                files += self._newer_siblings(old, current=(st.st_dev, st.st_ino))
+        files.append(_Open(self.path, fd, fresh))
+        self._files = files
         self.last_error = None
         self._saved = None
         return True
@@ -217,77 +227,117 @@ class FileFollower:
         end = size - len(data) + cut + 1
         return FilePosition(st.st_dev, st.st_ino, end, 0, line_hash(tail_window(fd, end)))
 
-    def _siblings(self) -> list[Path]:
-        names = glob.glob(glob.escape(str(self.path)) + ".*") + glob.glob(
-            glob.escape(str(self.path)) + "-*"
-        )
-        paths = [Path(n) for n in names if not n.endswith(COMPRESSED)]
-        paths.sort(key=lambda p: p.stat().st_mtime if p.exists() else 0, reverse=True)
-        return paths
+    def _siblings(self) -> list[tuple[Path, os.stat_result]]:
+        """Uncompressed rotated generations (``.1``, ``-20261121``), oldest write first."""
+        out = []
+        for name in glob.glob(glob.escape(str(self.path)) + "[.-]*"):
+            suffix = name[len(str(self.path)) :]
+            if not ROTATED_SUFFIX.match(suffix):
+                continue
+            try:
+                out.append((Path(name), os.stat(name)))
+            except OSError:
+                continue
+        out.sort(key=lambda item: item[1].st_mtime_ns)
+        return out
 
-    def _find_rotated(self, pos: FilePosition) -> _Open | None:
-        for sibling in self._siblings():
+    def _find_continuation(self, pos: FilePosition, current: tuple[int, int]) -> _Open | None:
+        """The rotated file (same inode) or copy (same bytes) that holds our last line."""
+        candidates = self._siblings()
+        candidates.sort(key=lambda item: (item[1].st_dev, item[1].st_ino) != (pos.dev, pos.ino))
+        for sibling, st in candidates:
+            if (st.st_dev, st.st_ino) == current or st.st_size < pos.offset:
+                continue
             opened = _open(sibling)
             if opened is None:
                 continue
-            fd, st = opened
-            if (st.st_dev, st.st_ino) == (pos.dev, pos.ino) and st.st_size >= pos.offset:
-                if last_line_matches(fd, pos):
-                    return _Open(sibling, fd, pos)
-            os.close(fd)
-        return None
-
-    def _queue_copy(self, pos: FilePosition, exclude: tuple[int, int]) -> None:
-        """Find the copy holding our last line (copytruncate) and drain it from there."""
-        for sibling in self._siblings():
-            opened = _open(sibling)
-            if opened is None:
-                continue
-            fd, st = opened
-            if (st.st_dev, st.st_ino) != exclude and st.st_size >= pos.offset:
-                if last_line_matches(fd, pos):
-                    copy = FilePosition(st.st_dev, st.st_ino, pos.offset, pos.line, pos.tail)
-                    self._drain.append(_Open(sibling, fd, copy))
-                    return
+            fd, fst = opened
+            if last_line_matches(fd, pos):
+                return _Open(
+                    sibling,
+                    fd,
+                    FilePosition(fst.st_dev, fst.st_ino, pos.offset, pos.line, pos.tail),
+                )
             os.close(fd)
         if pos.offset > 0:
             self.gaps += 1
             log.warning(
-                "%s: the file last read up to byte %d is gone or changed and no rotated copy "
-                "matches; lines written before the rotation may be missed",
+                "%s: the file last read up to byte %d is gone or changed and no rotated file "
+                "holds that position; lines written before the rotation may be missed",
                 self.name,
                 pos.offset,
             )
+        return None
+
+    def _newer_siblings(self, old: _Open, current: tuple[int, int]) -> list[_Open]:
+        old_mtime = os.fstat(old.fd).st_mtime_ns
+        out = []
+        for sibling, st in self._siblings():
+            key = (st.st_dev, st.st_ino)
+            if key in (current, (old.pos.dev, old.pos.ino)) or st.st_mtime_ns < old_mtime:
+                continue
+            opened = _open(sibling)
+            if opened is not None:
+                fd, fst = opened
+                out.append(_Open(sibling, fd, FilePosition(fst.st_dev, fst.st_ino, 0, 0, "")))
+        return out
 
     # -- one poll ------------------------------------------------------------------------
     def _step(self) -> Batch | None:
-        if self._drain:
-            item = self._drain[0]
-            lines = self._read(item)
-            if lines:
-                return self._batch(lines, item.pos)
-            item.close()
-            self._drain.pop(0)
-            # Finished a rotated file: record that we now stand in the current one.
-            assert self._cur is not None
-            return self._batch([], self._drain[0].pos if self._drain else self._cur.pos)
-        cur = self._cur
-        assert cur is not None
+        self._watch_path()
+        item = self._files[0]
+        live = len(self._files) == 1
+        if live:
+            try:
+                st = os.fstat(item.fd)
+            except OSError as exc:
+                self.last_error = str(exc)
+                return None
+            if st.st_size < item.pos.offset or (
+                st.st_size > item.pos.offset and not self._tail_intact(item)
+            ):
+                self._truncated(item)
+                item = self._files[0]
+        lines = self._read(item)
+        if lines:
+            self._eof_since = None
+            return self._batch(lines, item.pos)
+        if len(self._files) == 1:
+            self.caught_up_at = time.time()
+            return None
+        # A rotated-away file at its end: give late writers a moment, then move on.
+        now = time.monotonic()
+        if self._eof_since is None:
+            self._eof_since = now
+        if now - self._eof_since < self.rotated_grace:
+            return None
+        final = self._read(item, final=True)  # a last line without newline, if any
+        item.close()
+        self._files.pop(0)
+        self._eof_since = None
+        # That file is consumed whole: after these lines we stand at the next file's start.
+        return self._batch(final, self._files[0].pos)
+
+    def _watch_path(self) -> None:
+        """Hold on to a new file at ``path`` as soon as it appears (rename-and-create)."""
         try:
-            st = os.fstat(cur.fd)
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return  # renamed, the new file is not there yet: keep reading the old one
         except OSError as exc:
             self.last_error = str(exc)
-            return None
-        if st.st_size < cur.pos.offset or (
-            st.st_size > cur.pos.offset and not self._tail_intact(cur)
-        ):
-            self._truncated(cur)
-            return self._step()
-        lines = self._read(cur)
-        if lines:
-            self._rotated_since = None
-            return self._batch(lines, cur.pos)
-        return self._check_rotation(cur)
+            return
+        last = self._files[-1].pos
+        if (st.st_dev, st.st_ino) == (last.dev, last.ino):
+            self.last_error = None
+            return
+        opened = _open(self.path)
+        if opened is None:
+            return
+        fd, nst = opened
+        self.rotations += 1
+        log.info("%s: rotated (new inode %d)", self.name, nst.st_ino)
+        self._files.append(_Open(self.path, fd, FilePosition(nst.st_dev, nst.st_ino, 0, 0, "")))
 
     def _batch(self, lines: list[tuple[str, Origin]], pos: FilePosition) -> Batch:
         self.lines += len(lines)
@@ -302,39 +352,11 @@ class FileFollower:
     def _truncated(self, cur: _Open) -> None:
         self.truncations += 1
         log.info("%s: truncated (copytruncate); reading the copy's tail first", self.name)
-        self._queue_copy(cur.pos, exclude=(cur.pos.dev, cur.pos.ino))
+        copy = self._find_continuation(cur.pos, current=(cur.pos.dev, cur.pos.ino))
         cur.pos = FilePosition(cur.pos.dev, cur.pos.ino, 0, 0, "")
         cur.last_raw = b""
-
-    def _check_rotation(self, cur: _Open) -> Batch | None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None  # renamed, the new file is not there yet: keep reading the old one
-        except OSError as exc:
-            self.last_error = str(exc)
-            return None
-        if (st.st_dev, st.st_ino) == (cur.pos.dev, cur.pos.ino):
-            self.last_error = None
-            return None
-        now = time.monotonic()
-        if self._rotated_since is None:
-            self._rotated_since = now  # give writers a moment to finish the old file
-            return None
-        if now - self._rotated_since < self.rotated_grace:
-            return None
-        opened = _open(self.path)
-        if opened is None:
-            return None
-        fd, nst = opened
-        final = self._read(cur, final=True)  # a last line without newline, if any
-        cur.close()
-        self.rotations += 1
-        self._rotated_since = None
-        log.info("%s: rotated (new inode %d)", self.name, nst.st_ino)
-        self._cur = _Open(self.path, fd, FilePosition(nst.st_dev, nst.st_ino, 0, 0, ""))
-        # The old file is consumed whole, so after these lines we stand at the new file's start.
-        return self._batch(final, self._cur.pos)
+        if copy is not None:
+            self._files.insert(0, copy)
 
     def _read(self, item: _Open, final: bool = False) -> list[tuple[str, Origin]]:
         """Consume the complete lines available (all of it when ``final``)."""

@@ -1,0 +1,174 @@
+"""``mailward run``: build the daemon from the configuration and run it until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import importlib
+import logging
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mailward.cli.common import AppContext, fail, pass_app
+from mailward.clock import SystemClock
+from mailward.config.model import Settings
+from mailward.daemon.app import Correlator, Daemon, Detector, Parser
+from mailward.daemon.control import ControlServer
+from mailward.daemon.ledger import Ledger, MemoryLedger, SqliteLedger
+from mailward.daemon.systemd import SystemdNotifier
+from mailward.daemon.twins import ThresholdEngine, TwinParser
+from mailward.enforcers.base import DryRunEnforcer, Enforcer, NullEnforcer
+from mailward.enforcers.nftables import NftablesEnforcer
+from mailward.errors import MailwardError
+from mailward.sources.follow import COMPRESSED, FileFollower
+from mailward.sources.journald import JournaldFollower
+from mailward.sources.live import LiveSource
+
+log = logging.getLogger(__name__)
+
+_ROTATED = re.compile(r"(\.\d+|-\d{8,10})$")
+
+
+def ledger_path(settings: Settings) -> Path:
+    return settings.general.state_dir / "ledger.db"
+
+
+def make_enforcer(settings: Settings, *, dry_run: bool = False) -> Enforcer:
+    clock = SystemClock()
+    if dry_run or settings.enforce.backend == "dry-run":
+        return DryRunEnforcer(clock.now)
+    if settings.enforce.backend == "none":
+        return NullEnforcer()
+    return NftablesEnforcer(settings.enforce, clock=clock.now)
+
+
+def file_sources(settings: Settings) -> list[LiveSource]:
+    out: list[LiveSource] = []
+    seen: set[str] = set()
+    for spec in settings.sources.files:
+        if glob.has_magic(spec):
+            paths = [
+                p
+                for p in sorted(glob.glob(spec))
+                if not p.endswith(COMPRESSED) and not _ROTATED.search(p)
+            ]
+        else:
+            paths = [spec]
+        for path in paths:
+            if path not in seen:
+                seen.add(path)
+                out.append(
+                    FileFollower(
+                        Path(path),
+                        poll_interval=settings.daemon.poll_interval,
+                        start_at_end=settings.daemon.start_at_end,
+                    )
+                )
+    if settings.sources.journald:
+        out.append(
+            JournaldFollower(
+                settings.sources.journald_units, start_at_end=settings.daemon.start_at_end
+            )
+        )
+    return out
+
+
+def real_pipeline(settings: Settings, ledger: Ledger) -> tuple[Parser, Correlator, Detector]:
+    """The parser, correlator and detector engine from their own stages; escalation counts the
+    ledger's earlier bans, so a restart does not reset it."""
+    try:
+        parsers: Any = importlib.import_module("mailward.parsers")
+        engines: Any = importlib.import_module("mailward.detectors.engine")
+        histories: Any = importlib.import_module("mailward.detectors.history")
+    except ImportError as exc:
+        raise MailwardError(
+            f"the log parser or detector engine is not available in this build ({exc}); "
+            "use --pipeline twin to run with the test twins"
+        ) from exc
+    geo = None
+    try:
+        geoip: Any = importlib.import_module("mailward.enrich.geoip")
+        geo = geoip.open_geo(settings.geoip)
+    except ImportError:
+        log.warning("GeoIP lookups are not available in this build: country and ASN rules are off")
+    keep = settings.detectors.escalation.history  # type: ignore[attr-defined,unused-ignore]
+    history = histories.StoreHistory(ledger, keep=keep)
+    engine = engines.Engine.from_settings(settings, geo=geo, history=history)
+    return parsers.LineParser(settings.parsing), parsers.Correlator(), engine
+
+
+def build_daemon(
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    pipeline: str = "real",
+    ledger: Ledger | None = None,
+) -> Daemon:
+    if ledger is None:
+        ledger = MemoryLedger() if dry_run else SqliteLedger(ledger_path(settings))
+    if pipeline == "twin":
+        parser: Parser = TwinParser()
+        correlator: Correlator | None = None
+        engine: Detector = ThresholdEngine()
+    else:
+        parser, correlator, engine = real_pipeline(settings, ledger)
+    daemon = Daemon(
+        settings,
+        clock=SystemClock(),
+        enforcer=make_enforcer(settings, dry_run=dry_run),
+        store=ledger,
+        engine=engine,
+        parser=parser,
+        correlator=correlator,
+        sources=file_sources(settings),
+        notifier=SystemdNotifier(),
+    )
+    daemon.add_component(ControlServer(settings.control_socket))
+    return daemon
+
+
+async def serve(daemon: Daemon) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    try:
+        await daemon.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+@click.command("run")
+@click.option(
+    "--dry-run", is_flag=True, help="Log what would be banned; keep no state, touch no firewall."
+)
+@click.option(
+    "--pipeline",
+    type=click.Choice(["real", "twin"]),
+    default="real",
+    show_default=True,
+    help="'twin' swaps the parser and detectors for the in-package test twins.",
+)
+@pass_app
+def run(app: AppContext, dry_run: bool, pipeline: str) -> None:
+    """Run the defender: follow the logs, detect, ban, answer the control socket."""
+    settings = app.settings
+    logging.getLogger("mailward").setLevel(settings.general.log_level.upper())
+    daemon: Daemon | None = None
+    try:
+        daemon = build_daemon(settings, dry_run=dry_run, pipeline=pipeline)
+        asyncio.run(serve(daemon))
+    except MailwardError as exc:
+        fail(str(exc))
+    except PermissionError as exc:
+        fail(f"permission denied: {exc.filename or exc}")
+    finally:
+        if daemon is not None:
+            daemon.store.close()
+
+
+COMMANDS = [run]
