@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 LIVE_WINDOW = 300.0  # events older than this are a backlog: detectors see them at their own time
 COMMIT_LINES = 5000  # at most this many lines between two ledger commits
+SLICE = 0.02  # seconds of detector work before the pipeline yields to the event loop
 
 
 def overlapping(target: str, bans: set[str] | list[str]) -> list[str]:
@@ -213,22 +214,24 @@ class Daemon:
         await self._restore()
         self.events.start()
         self.decisions.start()
-        for source in self.sources:
-            self.supervisor.supervise(
-                f"source:{source.name}", self._source_factory(source), restart_on_exit=True
-            )
         self.supervisor.supervise("pipeline", self._pipeline)
         self.supervisor.supervise("feed", self._feed_loop)
         self.supervisor.supervise("enforce", self._enforce_loop)
         self.supervisor.supervise("expire", self._expire_loop)
         if self.notifier.watchdog_interval:
             self.supervisor.supervise("watchdog", self._watchdog_loop)
+        # Components (policy servers answer in-line) start before the sources, so a log backlog
+        # being caught up never delays them.
         for component in self.components:
             try:
                 await component.start(self)
             except Exception as exc:  # one component must not take the defence down
                 self.component_errors[component.name] = f"{type(exc).__name__}: {exc}"
                 log.exception("component %s failed to start", component.name)
+        for source in self.sources:
+            self.supervisor.supervise(
+                f"source:{source.name}", self._source_factory(source), restart_on_exit=True
+            )
         self.notifier.ready(self._status_line())
         log.info(
             "mailward running: %d sources, %d components, enforcer %s",
@@ -323,6 +326,7 @@ class Daemon:
         newest: dict[str, float] = {}
         correlated: list[Event] = []
         for batch in batches:
+            await asyncio.sleep(0)  # parsing a batch is CPU work: let others in between
             status = self._status[batch.source]
             for event in self._parse(batch):
                 status.events += 1
@@ -406,7 +410,12 @@ class Daemon:
     ) -> list[Decision]:
         wall = self.clock.now()
         decisions: list[Decision] = []
+        slice_start = time.monotonic()
         for event in events:
+            if time.monotonic() - slice_start > SLICE:
+                # A backlog must not starve the loop: policy answers and the watchdog share it.
+                await asyncio.sleep(0)
+                slice_start = time.monotonic()
             now = wall if wall - event.ts < LIVE_WINDOW else min(wall, event.ts)
             now = max(self._last_obs, now)
             self._last_obs = now

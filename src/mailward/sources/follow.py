@@ -108,7 +108,7 @@ class FileFollower:
         name: str | None = None,
         poll_interval: float = 0.25,
         start_at_end: bool = False,
-        max_batch_bytes: int = 1 << 20,
+        max_batch_bytes: int = 256 * 1024,
         rotated_grace: float | None = None,
     ) -> None:
         self.path = Path(path)
