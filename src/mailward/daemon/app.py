@@ -7,6 +7,7 @@ tasks; components (policy servers, alerting, metrics, the control socket) plug i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -303,9 +304,10 @@ class Daemon:
     def _source_factory(self, source: LiveSource) -> Callable[[], Coroutine[Any, Any, None]]:
         async def read() -> None:
             pending = self._pending_batches.setdefault(source.name, deque())
-            async for batch in source.batches():
-                pending.append(self.clock.now())
-                await self._queue.put(batch)
+            async with contextlib.aclosing(source.batches()) as batches:
+                async for batch in batches:
+                    pending.append(self.clock.now())
+                    await self._queue.put(batch)
 
         return read
 
