@@ -49,6 +49,7 @@ class Violation(StrEnum):
     TOO_MANY_ERRORS = "too_many_errors"
     PIPELINING = "pipelining"
     BARE_NEWLINE = "bare_newline"
+    COMMAND_LIMIT = "command_limit"  # postscreen COMMAND TIME/COUNT/LENGTH LIMIT
 
 
 def normalise_ip(text: str) -> IPAddress:
@@ -132,6 +133,17 @@ class AuthFailure(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AuthError(Event):
+    """A login that failed for a server-side reason (``Connection lost to authentication
+    server``): not evidence against the client. The correlator uses it to keep the session's
+    ``auth=0/N`` counter from being counted as failures, and does not pass it on."""
+
+    username: str | None = None
+    detail: str = ""
+    session: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AuthSuccess(Event):
     """A successful login (SMTP AUTH, IMAP/POP3/ManageSieve login)."""
 
@@ -146,6 +158,17 @@ class UnknownRecipient(Event):
 
     recipient: str | None
     sender: str | None = None
+    helo: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmtpReject(Event):
+    """Postfix refused an SMTP command for another reason than an unknown user: relay denied,
+    HELO/sender/client rejected, DNSBL, policy. ``category`` says which; spam-run evidence."""
+
+    command: str  # RCPT, MAIL, DATA, CONNECT, HELO, ...
+    category: str = "other"
+    recipient: str | None = None
     helo: str | None = None
 
 
@@ -203,8 +226,10 @@ class RateLimitWarning(Event):
 
 ALL_EVENTS: tuple[type[Event], ...] = (
     AuthFailure,
+    AuthError,
     AuthSuccess,
     UnknownRecipient,
+    SmtpReject,
     Connection,
     Disconnect,
     LostConnection,

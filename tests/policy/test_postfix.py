@@ -37,13 +37,13 @@ def request(**attrs: str) -> bytes:
     return "".join(f"{k}={v}\n" for k, v in attrs.items()).encode() + b"\n"
 
 
-def test_parse_request_splits_on_the_first_equals_and_keeps_the_first_duplicate() -> None:
+def test_parse_request_splits_on_the_first_equals_and_keeps_the_last_duplicate() -> None:
     raw = (
         b"request=smtpd_access_policy\nccert_subject=CN=a=b\nsender=\nsender=x@y\nrecipient_count=0"
     )
     attrs = parse_request(raw)
     assert attrs["ccert_subject"] == "CN=a=b"
-    assert attrs["sender"] == ""
+    assert attrs["sender"] == "x@y"  # the last of a repeated name
     assert attrs["recipient_count"] == "0"
 
 
@@ -231,7 +231,7 @@ async def test_started_by_a_daemon_it_subscribes_to_events_and_uses_its_engine()
         def on_event(self, cb: object) -> None:
             self.callbacks.append(cb)
 
-        def submit_decisions(self, ds: list[Decision]) -> None:
+        async def submit(self, ds: list[Decision]) -> None:
             self.decisions += ds
 
     d = Daemon()
@@ -247,6 +247,7 @@ async def test_started_by_a_daemon_it_subscribes_to_events_and_uses_its_engine()
                 ts=0, service=Service.SMTP, ip=ip_address("192.0.2.8"), recipient="x@y"
             )
         )
+        await asyncio.sleep(0.01)
         assert [x.rule for x in d.decisions] == ["policy_enumeration_ip"]
     finally:
         await srv.stop()

@@ -7,15 +7,20 @@ usernames, known-good sources and per-IP failure counts with explicit, configura
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from mailward.clock import Clock, SystemClock
 from mailward.decisions.model import USER_PREFIX, Action, Decision
 from mailward.events import AuthFailure, AuthSuccess, Event, IPAddress
+
+log = logging.getLogger(__name__)
 
 
 class VerdictLike(Protocol):
@@ -57,6 +62,11 @@ class _Ban:
     decision: Decision
 
 
+def _key(net: IPv4Network | IPv6Network) -> tuple[int, int, int]:
+    bits = 32 if net.version == 4 else 128
+    return (net.version, net.prefixlen, int(net.network_address) >> (bits - net.prefixlen))
+
+
 @dataclass
 class MemoryBackend:
     """In-memory twin of the detector engine, enough to exercise every policy answer.
@@ -74,7 +84,8 @@ class MemoryBackend:
     protect_after: int = 5
     protect_seconds: float = 3600.0
     known_good_seconds: float = 30 * 86400.0
-    bans: list[_Ban] = field(default_factory=list)
+    bans: dict[tuple[int, int, int], _Ban] = field(default_factory=dict)  # (version, len, net)
+    _lengths: set[tuple[int, int]] = field(default_factory=set)
     protected: dict[str, float] = field(default_factory=dict)
     known_good: dict[tuple[str, IPAddress], float] = field(default_factory=dict)
     failures: dict[IPAddress, deque[float]] = field(default_factory=dict)
@@ -82,19 +93,28 @@ class MemoryBackend:
 
     def apply(self, decision: Decision) -> None:
         """Install an operator's or another detector's decision."""
-        if decision.action is Action.BAN and decision.network is not None:
-            self.bans.append(_Ban(decision.network, decision.until, decision))
-        elif decision.action is Action.UNBAN and decision.network is not None:
-            self.bans = [b for b in self.bans if b.net != decision.network]
+        net = decision.network
+        if decision.action is Action.BAN and net is not None:
+            self.bans[_key(net)] = _Ban(net, decision.until, decision)  # twice is harmless
+            self._lengths.add((net.version, net.prefixlen))
+        elif decision.action is Action.UNBAN and net is not None:
+            self.bans.pop(_key(net), None)
         elif decision.action is Action.PROTECT_USER and decision.is_user:
             self.protected[decision.target[len(USER_PREFIX) :]] = decision.until or float("inf")
 
     def check(self, ip: IPAddress, username: str | None, now: float) -> Verdict:
-        for ban in self.bans:
-            if (ban.until is None or ban.until > now) and ip in ban.net:
-                return Verdict(
-                    False, reason=f"banned by {ban.decision.rule}", decision=ban.decision
-                )
+        if self.bans:
+            # One dict lookup per prefix length in use: O(1) in the number of bans.
+            value = int(ip)
+            bits = 32 if ip.version == 4 else 128
+            for version, length in self._lengths:
+                if version != ip.version:
+                    continue
+                ban = self.bans.get((version, length, value >> (bits - length)))
+                if ban is not None and (ban.until is None or ban.until > now):
+                    return Verdict(
+                        False, reason=f"banned by {ban.decision.rule}", decision=ban.decision
+                    )
         if username is not None and self.protected.get(username, 0.0) > now:
             seen = self.known_good.get((username, ip))
             if seen is None or now - seen > self.known_good_seconds:
@@ -155,7 +175,86 @@ class MemoryBackend:
         return out
 
 
+T = TypeVar("T")
 DecisionSink = Callable[[list[Decision]], None]
+EventSink = Callable[[Event], None]
+
+
+class Outbox(Generic[T]):
+    """Hands items from the synchronous answer path to an async handler (the daemon's ``feed`` or
+    ``submit``), in order, from one owned task; the answer never waits for it. Bounded: when the
+    daemon falls this far behind, items are dropped and counted rather than held without limit."""
+
+    def __init__(
+        self, name: str, handler: Callable[[list[T]], Awaitable[object]], maxsize: int = 10000
+    ) -> None:
+        self.name = name
+        self.handler = handler
+        self.queue: asyncio.Queue[list[T]] = asyncio.Queue(maxsize)
+        self.dropped = 0
+        self.failures = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def put(self, items: list[T]) -> None:
+        try:
+            self.queue.put_nowait(items)
+        except asyncio.QueueFull:
+            self.dropped += len(items)
+            if self.dropped % 1000 < len(items):
+                log.warning("%s: daemon not keeping up, %d items dropped", self.name, self.dropped)
+
+    def start(self) -> None:
+        from mailward.daemon.tasks import spawn
+
+        self._task = spawn(self._run(), name=self.name)
+
+    async def _run(self) -> None:
+        while True:
+            items = list(await self.queue.get())
+            while not self.queue.empty() and len(items) < 1000:  # coalesce what piled up
+                items.extend(self.queue.get_nowait())
+            await self._deliver(items)
+
+    async def _deliver(self, items: list[T]) -> None:
+        try:
+            await self.handler(items)
+        except Exception as exc:  # e.g. BackendUnavailable: recorded, enforced later
+            self.failures += 1
+            if self.failures in (1, 100) or self.failures % 10000 == 0:
+                log.warning(
+                    "%s: handing %d items to the daemon failed: %s", self.name, len(items), exc
+                )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        while not self.queue.empty():  # what was accepted is still handed over
+            await self._deliver(self.queue.get_nowait())
+
+
+@dataclass
+class HostLink:
+    """What a policy component uses of its host: detectors, clock, and where its own decisions
+    and events go. Under the daemon these are outboxes to ``daemon.submit``/``daemon.feed``."""
+
+    backend: PolicyBackend
+    clock: Clock
+    decisions: DecisionSink | None
+    events: EventSink | None
+    outboxes: list[Outbox[Any]] = field(default_factory=list)
+
+    def start(self) -> None:
+        for box in self.outboxes:
+            box.start()
+
+    async def stop(self) -> None:
+        for box in self.outboxes:
+            await box.stop()
 
 
 def bind_host(
@@ -163,10 +262,14 @@ def bind_host(
     backend: PolicyBackend | None,
     clock: Clock | None,
     sink: DecisionSink | None,
-) -> tuple[PolicyBackend, Clock, DecisionSink | None]:
+    feed: EventSink | None = None,
+    *,
+    name: str = "policy",
+) -> HostLink:
     """Fill what a policy component was not given from the daemon it is started by.
 
-    Explicit arguments win; the daemon supplies ``engine``, ``clock`` and ``submit_decisions``.
+    Explicit arguments win; the daemon supplies ``engine``, ``clock``, ``submit(decisions)`` and
+    ``feed(events)`` (coroutines: reached through outboxes, so the answer path never awaits).
     """
     if backend is None:
         backend = getattr(daemon, "engine", None)
@@ -176,6 +279,15 @@ def bind_host(
             )
     if clock is None:
         clock = getattr(daemon, "clock", None) or SystemClock()
-    if sink is None and daemon is not None:
-        sink = getattr(daemon, "submit_decisions", None)
-    return backend, clock, sink
+    link = HostLink(backend, clock, sink, feed)
+    submit = getattr(daemon, "submit", None)
+    if sink is None and submit is not None and inspect.iscoroutinefunction(submit):
+        box: Outbox[Decision] = Outbox(f"{name}-decisions", submit)
+        link.outboxes.append(box)
+        link.decisions = box.put
+    daemon_feed = getattr(daemon, "feed", None)
+    if feed is None and daemon_feed is not None and inspect.iscoroutinefunction(daemon_feed):
+        events: Outbox[Event] = Outbox(f"{name}-events", daemon_feed)
+        link.outboxes.append(events)
+        link.events = lambda event: events.put([event])
+    return link

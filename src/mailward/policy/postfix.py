@@ -13,6 +13,7 @@ import grp
 import logging
 import os
 import stat
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from mailward.clock import Clock, SystemClock
 from mailward.config.model import PostfixPolicySettings
 from mailward.errors import ProtocolError
 from mailward.events import Event
-from mailward.policy.backend import DecisionSink, PolicyBackend, bind_host
+from mailward.policy.backend import DecisionSink, HostLink, PolicyBackend, bind_host
 from mailward.policy.postfix_rules import CountryLookup, PostfixPolicy
 
 log = logging.getLogger(__name__)
@@ -33,19 +34,21 @@ def parse_request(raw: bytes, max_lines: int = MAX_LINES) -> dict[str, str]:
     """Split one request (without its terminating empty line) into attributes.
 
     Each line is split on its first ``=`` (values such as ``ccert_subject`` may contain ``=``);
-    a repeated name keeps its first value. Raises ``ProtocolError`` for a line without ``=``,
+    a repeated name keeps its last value. Raises ``ProtocolError`` for a line without ``=``,
     too many lines, or a ``request`` other than ``smtpd_access_policy``.
     """
-    text = raw.decode("utf-8", "surrogateescape")
-    lines = text.split("\n")
+    lines = raw.decode("utf-8", "surrogateescape").split("\n")
     if len(lines) > max_lines:
         raise ProtocolError(f"request has {len(lines)} lines (limit {max_lines})")
-    attrs: dict[str, str] = {}
-    for line in lines:
-        name, sep, value = line.partition("=")
-        if not sep or not name:
-            raise ProtocolError(f"malformed attribute line {line[:60]!r}")
-        attrs.setdefault(name, value)
+    try:
+        # All in C: each line split once at its first "="; a line without one has length 1,
+        # which dict() refuses. On a repeated name the last value wins (the README allows it).
+        attrs: dict[str, str] = dict(map(str.split, lines, repeat("="), repeat(1)))
+    except ValueError:
+        bad = next(line for line in lines if "=" not in line)
+        raise ProtocolError(f"malformed attribute line {bad[:60]!r}") from None
+    if "" in attrs:
+        raise ProtocolError("attribute line without a name")
     kind = attrs.get("request")
     if kind != REQUEST_KIND:
         raise ProtocolError(f"unsupported request {str(kind)[:60]!r}")
@@ -141,6 +144,7 @@ class PostfixPolicyServer:
         self._on_decisions = on_decisions
         self._country = country
         self._core: PostfixPolicy | None = None
+        self._link: HostLink | None = None
         self._servers: list[asyncio.Server] = []
         self._unix_paths: list[Path] = []
         self.connections: set[_PolicyConnection] = set()
@@ -169,9 +173,13 @@ class PostfixPolicyServer:
             self._core.observe(event, self.clock.now())
 
     async def start(self, daemon: object | None = None) -> None:
-        backend, clock, sink = bind_host(daemon, self._backend, self._clock, self._on_decisions)
-        self.clock = clock
-        self._core = PostfixPolicy(self.settings, backend, country=self._country, on_decisions=sink)
+        link = bind_host(daemon, self._backend, self._clock, self._on_decisions, name=self.name)
+        self._link = link
+        self.clock = link.clock
+        self._core = PostfixPolicy(
+            self.settings, link.backend, country=self._country, on_decisions=link.decisions
+        )
+        link.start()
         if daemon is not None and hasattr(daemon, "on_event"):
             daemon.on_event(self.observe)
         loop = asyncio.get_running_loop()
@@ -222,6 +230,9 @@ class PostfixPolicyServer:
             path.unlink(missing_ok=True)
         self._unix_paths.clear()
         self.addresses.clear()
+        if self._link is not None:
+            await self._link.stop()
+            self._link = None
 
 
 __all__ = ["PostfixPolicyServer", "parse_request", "encode_action"]

@@ -5,11 +5,26 @@ operation takes ``now``, nothing here does I/O.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Hashable
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
-from mailward.events import IPAddress
+from mailward.events import IPAddress, normalise_ip
+
+_IP_CACHE: dict[str, IPAddress] = {}
+_IP_CACHE_MAX = 65536
+
+
+def parse_ip(text: str) -> IPAddress:
+    """``normalise_ip`` with a bounded cache: parsing dominates a policy decision otherwise, and
+    the same clients ask again and again. Raises ValueError like ``normalise_ip``."""
+    ip = _IP_CACHE.get(text)
+    if ip is None:
+        ip = normalise_ip(text)
+        if len(_IP_CACHE) >= _IP_CACHE_MAX:
+            _IP_CACHE.clear()  # cheaper than LRU bookkeeping on every hit
+        _IP_CACHE[text] = ip
+    return ip
 
 
 def prefix_of(ip: IPAddress, v4: int, v6: int) -> IPv4Network | IPv6Network:
@@ -29,18 +44,18 @@ class DistinctWindow:
     def __init__(self, window: float, max_keys: int = 100_000) -> None:
         self.window = window
         self.max_keys = max_keys
-        self._data: dict[Hashable, dict[Hashable, float]] = {}
+        self._data: dict[Hashable, OrderedDict[Hashable, float]] = {}
 
     def add(self, key: Hashable, value: Hashable, now: float) -> tuple[int, bool]:
         values = self._data.pop(key, None)  # re-insert: dict order is our LRU order
         if values is None:
-            values = {}
+            values = OrderedDict()
             if len(self._data) >= self.max_keys:
                 del self._data[next(iter(self._data))]
         self._data[key] = values
         self._prune(values, now)
-        new = value not in values
-        values[value] = now
+        new = values.pop(value, None) is None
+        values[value] = now  # re-inserted last: the dict stays in last-seen order
         return len(values), new
 
     def count(self, key: Hashable, now: float) -> int:
@@ -57,11 +72,14 @@ class DistinctWindow:
         self._prune(values, now)
         return list(values)
 
-    def _prune(self, values: dict[Hashable, float], now: float) -> None:
+    def _prune(self, values: OrderedDict[Hashable, float], now: float) -> None:
+        # Oldest first, so pruning stops at the first value still inside the window: O(expired).
         horizon = now - self.window
-        stale = [v for v, t in values.items() if t < horizon]
-        for v in stale:
-            del values[v]
+        while values:
+            value, seen = next(iter(values.items()))
+            if seen >= horizon:
+                return
+            values.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -142,3 +160,52 @@ class ConnectionCounter:
     def _expire(self, times: deque[float], now: float) -> None:
         while times and now - times[0] > self.ttl:
             times.popleft()
+
+
+class NetSet:
+    """Addresses and prefixes with an expiry; ``match`` costs one dict lookup per prefix length
+    in use, whatever the number of entries (the in-line path must not scan a ban list)."""
+
+    __slots__ = ("_entries", "_lengths")
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, int, int], tuple[IPv4Network | IPv6Network, float]] = {}
+        self._lengths: set[tuple[int, int]] = set()
+
+    @staticmethod
+    def _key(net: IPv4Network | IPv6Network) -> tuple[int, int, int]:
+        bits = 32 if net.version == 4 else 128
+        return (net.version, net.prefixlen, int(net.network_address) >> (bits - net.prefixlen))
+
+    def add(self, net: IPv4Network | IPv6Network, until: float = float("inf")) -> None:
+        self._entries[self._key(net)] = (net, until)
+        self._lengths.add((net.version, net.prefixlen))
+
+    def discard(self, net: IPv4Network | IPv6Network) -> None:
+        self._entries.pop(self._key(net), None)
+
+    def match(self, ip: IPAddress, now: float) -> IPv4Network | IPv6Network | None:
+        """The live entry containing ``ip``; expired entries found on the way are dropped."""
+        if not self._entries:
+            return None
+        value = int(ip)
+        version = ip.version
+        bits = 32 if version == 4 else 128
+        for v, length in self._lengths:
+            if v != version:
+                continue
+            key = (v, length, value >> (bits - length))
+            hit = self._entries.get(key)
+            if hit is not None:
+                if hit[1] > now:
+                    return hit[0]
+                del self._entries[key]
+        return None
+
+    def __contains__(self, net: object) -> bool:
+        if not isinstance(net, IPv4Network | IPv6Network):
+            return False
+        return self._key(net) in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,406 @@
+"""Benchmark of mailward's in-line policy servers against null responders on the same stack.
+
+For each protocol (Postfix policy delegation, Dovecot auth policy over HTTP/1.1 keep-alive):
+  * saturated decisions/s: N persistent connections, each sending its next request as soon as
+    the previous reply arrives (Postfix's smtpd and Dovecot's HTTP client never pipeline);
+  * p50/p99 latency at fixed offered loads (open loop, default 500, 2,000, 5,000 req/s): requests
+    are due on a fixed schedule and latency counts from the due time, so a stalled server is
+    charged for the queue it causes (no coordinated omission);
+and the same for a null responder (answers DUNNO / {"status":0} with no logic) on the same stack:
+plain asyncio Protocol for Postfix, aiohttp for Dovecot.
+
+The server runs in its own process (one core), the load generator in this one (the other core).
+mailward's servers run with the in-memory detector twin holding 10,000 banned addresses and 1,000
+banned /24s; requests come from 50,000 client addresses (about 2% banned), and a third of the
+Dovecot requests are reports (allow, allow, report: one login).
+
+    .venv/bin/python bench/bench_policy.py [--seconds 5] [--conns 16] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import socket
+import statistics
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+CLIENTS = 50_000
+BANNED_IPS = 10_000
+BANNED_NETS = 1_000
+
+
+# ---------------------------------------------------------------------------- request mixes
+
+
+def client_ip(i: int) -> str:
+    return f"198.{18 + (i >> 16) % 2}.{(i >> 8) & 255}.{i & 255}"
+
+
+def postfix_requests(n: int, seed: int = 1) -> list[bytes]:
+    rnd = random.Random(seed)
+    out = []
+    states = ["CONNECT", "EHLO", "MAIL", "RCPT", "RCPT", "DATA"]
+    for k in range(n):
+        ip = client_ip(rnd.randrange(CLIENTS))
+        state = states[k % len(states)]
+        user = f"user{rnd.randrange(500)}" if state in ("MAIL", "RCPT", "DATA") and k % 3 else ""
+        out.append(
+            (
+                "request=smtpd_access_policy\n"
+                f"protocol_state={state}\nprotocol_name=ESMTP\nclient_address={ip}\n"
+                "client_name=unknown\nclient_port=38989\nreverse_client_name=unknown\n"
+                "server_address=127.0.0.1\nserver_port=587\nhelo_name=client.test\n"
+                f"sender=a@example.org\nrecipient=r{k % 97}@example.org\nrecipient_count=0\n"
+                f"queue_id=\ninstance=515d.6b0181d8.{k % 5000:x}.0\nsize=0\netrn_domain=\n"
+                f"stress=\nsasl_method={'PLAIN' if user else ''}\nsasl_username={user}\n"
+                "sasl_sender=\nccert_subject=\nccert_issuer=\nccert_fingerprint=\n"
+                "ccert_pubkey_fingerprint=\nencryption_protocol=\nencryption_cipher=\n"
+                "encryption_keysize=0\npolicy_context=submission-connect\n\n"
+            ).encode()
+        )
+    return out
+
+
+def dovecot_requests(n: int, seed: int = 2) -> list[bytes]:
+    rnd = random.Random(seed)
+    out = []
+    for k in range(n):
+        ip = client_ip(rnd.randrange(CLIENTS))
+        login = f"user{rnd.randrange(2000)}"
+        body: dict[str, Any] = {
+            "device_id": "",
+            "login": login,
+            "protocol": "imap" if k % 4 else "smtp",
+            "pwhash": f"{rnd.randrange(4096):04x}",
+            "remote": ip,
+            "session_id": f"s{k}",
+            "tls": True,
+        }
+        command = "allow"
+        if k % 3 == 2:
+            command = "report"
+            body.update(success=rnd.random() < 0.5, policy_reject=False)
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        out.append(
+            f"POST /?command={command} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "User-Agent: dovecot/auth-policy-client\r\nConnection: Keep-Alive\r\n"
+            f"Content-Type: application/json\r\nX-API-Key: bench\r\n"
+            f"Content-Length: {len(raw)}\r\n\r\n".encode()
+            + raw
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------- servers
+
+
+def _serve(kind: str, port: int, ready: Any) -> None:
+    """Child process: run one server until killed."""
+    import logging
+
+    logging.disable(logging.WARNING)  # a bench logs nothing per request
+    asyncio.run(_serve_async(kind, port, ready))
+
+
+async def _serve_async(kind: str, port: int, ready: Any) -> None:
+    from aiohttp import web
+
+    from mailward.config.model import DovecotPolicySettings, PostfixPolicySettings
+    from mailward.decisions.model import Action, Decision
+    from mailward.policy.backend import MemoryBackend
+    from mailward.policy.dovecot import DovecotPolicyServer
+    from mailward.policy.postfix import PostfixPolicyServer
+
+    backend = MemoryBackend(ban_after=10**9, tarpit_after=10**9, protect_after=10**9)
+    rnd = random.Random(3)
+    for _ in range(BANNED_IPS):
+        backend.apply(Decision(0, client_ip(rnd.randrange(CLIENTS)), Action.BAN, "bench"))
+    for i in range(BANNED_NETS):
+        backend.apply(Decision(0, f"203.{i >> 8}.{i & 255}.0/24", Action.BAN, "bench"))
+    server: Any
+    if kind == "postfix":
+        server = PostfixPolicyServer(
+            PostfixPolicySettings(listen=[f"inet:127.0.0.1:{port}"], socket_group=None),
+            backend=backend,
+        )
+        await server.start()
+    elif kind == "dovecot":
+        server = DovecotPolicyServer(
+            DovecotPolicySettings.model_validate({"port": port, "api_key": "bench"}),
+            backend=backend,
+        )
+        await server.start()
+    elif kind == "postfix-null":
+        loop = asyncio.get_running_loop()
+        await loop.create_server(_NullPostfix, "127.0.0.1", port)
+    elif kind == "dovecot-null":
+        body = b'{"status":0,"msg":""}'
+
+        async def null(request: web.Request) -> web.Response:
+            await request.read()
+            return web.Response(body=body, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", null)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+    ready.set()
+    await asyncio.Event().wait()
+
+
+class _NullPostfix(asyncio.Protocol):
+    """Same framing work as the real server (buffer, find the blank line), no parsing, no logic."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.buf = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while (end := self.buf.find(b"\n\n")) >= 0:
+            del self.buf[: end + 2]
+            self.transport.write(b"action=DUNNO\n\n")
+
+
+# ---------------------------------------------------------------------------- load generator
+
+
+class _Conn(asyncio.Protocol):
+    """One persistent client connection; one outstanding request at a time."""
+
+    def __init__(self, is_http: bool, on_reply: Callable[[_Conn], None]) -> None:
+        self.is_http = is_http
+        self.on_reply = on_reply
+        self.buf = bytearray()
+        self.due = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send(self, data: bytes, due: float) -> None:
+        self.due = due
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            if self.is_http:
+                head = self.buf.find(b"\r\n\r\n")
+                if head < 0:
+                    return
+                i = self.buf.find(b"Content-Length:", 0, head)
+                if i < 0:
+                    i = self.buf.lower().find(b"content-length:", 0, head)
+                j = self.buf.find(b"\r\n", i)
+                length = int(self.buf[i + 15 : j])
+                end = head + 4 + length
+                if len(self.buf) < end:
+                    return
+                if not self.buf.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(bytes(self.buf[:60]))
+            else:
+                e = self.buf.find(b"\n\n")
+                if e < 0:
+                    return
+                end = e + 2
+            del self.buf[:end]
+            self.on_reply(self)
+
+
+async def _connect(
+    port: int, n: int, is_http: bool, on_reply: Callable[[_Conn], None]
+) -> list[_Conn]:
+    loop = asyncio.get_running_loop()
+    conns = []
+    for _ in range(n):
+        _, proto = await loop.create_connection(lambda: _Conn(is_http, on_reply), "127.0.0.1", port)
+        conns.append(proto)
+    return conns
+
+
+async def saturate(
+    port: int, reqs: list[bytes], conns: int, seconds: float, is_http: bool
+) -> float:
+    done = 0
+    idx = 0
+    stop = False
+
+    def on_reply(c: _Conn) -> None:
+        nonlocal done, idx
+        done += 1
+        if not stop:
+            idx += 1
+            c.send(reqs[idx % len(reqs)], 0.0)
+
+    pool = await _connect(port, conns, is_http, on_reply)
+    for c in pool:  # warm-up happens inside the first second; measured window follows
+        idx += 1
+        c.send(reqs[idx % len(reqs)], 0.0)
+    await asyncio.sleep(1.0)
+    start_done, start = done, time.perf_counter()
+    await asyncio.sleep(seconds)
+    rate = (done - start_done) / (time.perf_counter() - start)
+    stop = True
+    await asyncio.sleep(0.2)
+    for c in pool:
+        assert c.transport is not None
+        c.transport.close()
+    return rate
+
+
+async def fixed_load(
+    port: int, reqs: list[bytes], rate: float, seconds: float, conns: int, is_http: bool
+) -> dict[str, float]:
+    latencies: list[float] = []
+    idle: deque[_Conn] = deque()
+    backlog: deque[float] = deque()
+    idx = 0
+    measuring_from = 0.0
+
+    def fire(c: _Conn, due: float) -> None:
+        nonlocal idx
+        idx += 1
+        c.send(reqs[idx % len(reqs)], due)
+
+    def on_reply(c: _Conn) -> None:
+        now = time.perf_counter()
+        if c.due >= measuring_from:
+            latencies.append(now - c.due)
+        if backlog:
+            fire(c, backlog.popleft())
+        else:
+            idle.append(c)
+
+    pool = await _connect(port, conns, is_http, on_reply)
+    idle.extend(pool)
+    interval = 1.0 / rate
+    t0 = time.perf_counter()
+    measuring_from = t0 + 0.5  # the first half second warms up
+    end = t0 + 0.5 + seconds
+    n = 0
+    while True:
+        now = time.perf_counter()
+        if now >= end:
+            break
+        while t0 + n * interval <= now:
+            due = t0 + n * interval
+            n += 1
+            if idle:
+                fire(idle.popleft(), due)
+            else:
+                backlog.append(due)  # no free connection: it waits, and the wait counts
+        await asyncio.sleep(0.0005)
+    await asyncio.sleep(0.5)
+    for c in pool:
+        assert c.transport is not None
+        c.transport.close()
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100, method="inclusive")
+    achieved = len(latencies) / seconds
+    return {
+        "offered": rate,
+        "achieved": round(achieved, 1),
+        "p50_ms": round(q[49] * 1000, 3),
+        "p99_ms": round(q[98] * 1000, 3),
+        "max_ms": round(latencies[-1] * 1000, 3),
+        "unanswered": len(backlog),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_one(kind: str, reqs: list[bytes], args: argparse.Namespace) -> dict[str, Any]:
+    port = free_port()
+    ready = mp.Event()
+    proc = mp.Process(target=_serve, args=(kind, port, ready), daemon=True)
+    proc.start()
+    try:
+        if not ready.wait(30):
+            raise RuntimeError(f"{kind} server did not start")
+        is_http = kind.startswith("dovecot")
+        result: dict[str, Any] = {"server": kind}
+        result["saturated_per_s"] = round(
+            asyncio.run(saturate(port, reqs, args.conns, args.seconds, is_http)), 1
+        )
+        result["loads"] = [
+            asyncio.run(fixed_load(port, reqs, rate, args.seconds, args.load_conns, is_http))
+            for rate in args.rates
+        ]
+        return result
+    finally:
+        proc.kill()
+        proc.join()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per point")
+    ap.add_argument("--conns", type=int, default=16, help="connections for the saturated run")
+    ap.add_argument("--load-conns", type=int, default=32, help="connection pool at fixed loads")
+    ap.add_argument("--rates", type=float, nargs="+", default=[500, 2000, 5000])
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    pf = postfix_requests(20_000)
+    dv = dovecot_requests(20_000)
+    results = []
+    for kind, reqs in (
+        ("postfix", pf),
+        ("postfix-null", pf),
+        ("dovecot", dv),
+        ("dovecot-null", dv),
+    ):
+        r = run_one(kind, reqs, args)
+        results.append(r)
+        print(json.dumps(r), flush=True)
+    by = {r["server"]: r for r in results}
+    summary = {
+        "python": sys.version.split()[0],
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "postfix_vs_null": round(
+            by["postfix"]["saturated_per_s"] / by["postfix-null"]["saturated_per_s"], 3
+        ),
+        "dovecot_vs_null": round(
+            by["dovecot"]["saturated_per_s"] / by["dovecot-null"]["saturated_per_s"], 3
+        ),
+    }
+    print(json.dumps(summary))
+    print()
+    print(
+        "| server | saturated req/s | "
+        + " | ".join(f"{int(r)}/s p50 / p99 ms" for r in args.rates)
+        + " |"
+    )
+    print("|---|---:|" + "---:|" * len(args.rates))
+    for r in results:
+        cells = " | ".join(f"{x['p50_ms']:.2f} / {x['p99_ms']:.2f}" for x in r["loads"])
+        print(f"| {r['server']} | {r['saturated_per_s']:,.0f} | {cells} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"summary": summary, "results": results}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

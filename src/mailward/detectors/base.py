@@ -1,0 +1,96 @@
+"""What every detector shares: the facts about one event's source, and the finding it returns.
+
+A detector is a plain class over ``(state, source, event, now)`` that returns ``Finding``s; the
+engine turns findings into decisions (escalation, merging, the circuit breaker), so detectors
+never see the ledger, the history or the clock.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+
+from mailward.decisions.ledger import Slot, network_of
+from mailward.decisions.model import Action, Decision
+
+IPAddress = IPv4Address | IPv6Address
+Evidence = dict[str, int | float | str]
+
+MAX_USERNAME = 256  # attacker-chosen text: bound what a key may cost
+
+
+def canonical_user(name: str | None) -> str | None:
+    """Usernames compare case-insensitively (attackers vary case to dodge counters)."""
+    if name is None:
+        return None
+    name = name.strip().lower()
+    if not name:
+        return None
+    # One string object per distinct name, however many events carry it: it is a key in
+    # several tables and the bans' evidence.
+    return sys.intern(name[:MAX_USERNAME])
+
+
+def need(threshold: int, factor: float) -> int:
+    """A threshold scaled for a known-good source, never below the configured one."""
+    return max(threshold, math.ceil(threshold * factor))
+
+
+@dataclass(slots=True)
+class Source:
+    """Per-event facts about the client address, computed once by the engine."""
+
+    ip: IPAddress
+    key: int  # detectors.keys.ip_key
+    prefix: int  # detectors.keys.prefix_key
+    prefixlen: int  # the configured prefix length for this address family
+    factor: float = 1.0  # > 1 when the address logged in successfully of late
+    country: str | None = None
+    asn: int | None = None
+    banned: bool = False  # already covered by an active ban (count, but do not ban again)
+    cover: Decision | None = None  # that ban
+    address: str = ""  # str(ip), made once
+
+    def __post_init__(self) -> None:
+        if not self.address:
+            self.address = str(self.ip)
+
+    @property
+    def prefix_target(self) -> str:
+        """The containing prefix as a decision target (``198.51.100.0/24``)."""
+        return str(network_of(self.ip, self.prefixlen))
+
+    @property
+    def slot(self) -> Slot:
+        """The address as a ledger slot."""
+        return (self.ip.version, 32 if self.ip.version == 4 else 128, int(self.ip))
+
+    @property
+    def prefix_slot(self) -> Slot:
+        """The containing prefix as a ledger slot."""
+        bits = 32 if self.ip.version == 4 else 128
+        value = int(self.ip) >> (bits - self.prefixlen) << (bits - self.prefixlen)
+        return (self.ip.version, self.prefixlen, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A rule fired: ban (or protect) ``target`` for ``duration`` seconds before escalation."""
+
+    rule: str
+    target: str
+    action: Action
+    duration: float
+    reason: str
+    evidence: Evidence = field(default_factory=dict)
+    escalate: bool = True
+
+
+def fmt_duration(seconds: float) -> str:
+    """``600`` -> ``10m``; for reasons shown to operators."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

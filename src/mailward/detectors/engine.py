@@ -1,0 +1,464 @@
+"""The detection engine: events in, decisions out, and the in-line question answered from memory.
+
+``observe`` feeds one correlated event through every detector and turns their findings into
+decisions (escalation from offender history, extend-only merging in the ledger, the circuit
+breaker). ``check`` answers Postfix/Dovecot policy questions from memory only. Time is always an
+argument, so the daemon, the policy servers and ``mailward replay`` share this one object.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from typing import Any
+
+from mailward.config.model import DetectorSettings, Settings
+from mailward.decisions.ledger import Ledger, Slot, slot_of
+from mailward.decisions.model import USER_PREFIX, Action, Decision
+from mailward.detectors.base import Evidence, Finding, Source, canonical_user
+from mailward.detectors.distributed import ATTACK, GOOD_IP, NET_SOURCES, USER_SOURCES, Distributed
+from mailward.detectors.enumeration import ENUM_IP, ENUM_NET, Enumeration
+from mailward.detectors.failures import ATTEMPT, FAIL, OWNER_FAIL, AddressFailures
+from mailward.detectors.geo import GeoLookup, GeoRule
+from mailward.detectors.history import MemoryHistory, OffenderHistory
+from mailward.detectors.keys import ip_key, prefix_key
+from mailward.detectors.safety import (
+    CircuitBreaker,
+    Exempt,
+    Resolver,
+    Signal,
+    resolve_allow,
+    system_resolver,
+)
+from mailward.detectors.state import MemoryState, StateStore
+from mailward.events import (
+    AuthFailure,
+    AuthSuccess,
+    Event,
+    FailReason,
+    UnknownRecipient,
+    normalise_ip,
+)
+
+log = logging.getLogger(__name__)
+
+IPAddress = IPv4Address | IPv6Address
+Network = IPv4Network | IPv6Network
+
+_SWEEP_EVERY = 60.0
+_HISTORY_SWEEP_EVERY = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The in-line answer: refuse (``allow`` False), or allow after ``tarpit`` seconds."""
+
+    allow: bool
+    tarpit: float = 0.0
+    reason: str = ""
+    decision: Decision | None = None
+
+
+ALLOW = Verdict(True)
+
+
+class Engine:
+    """Combines the detectors over one ``StateStore``, one ledger and one offender history."""
+
+    def __init__(
+        self,
+        settings: DetectorSettings,
+        *,
+        state: StateStore | None = None,
+        server_addresses: Iterable[Network] = (),
+        geo: GeoLookup | None = None,
+        history: OffenderHistory | None = None,
+        resolver: Resolver = system_resolver,
+    ) -> None:
+        self.settings = settings
+        self.state: StateStore = state if state is not None else MemoryState()
+        self.geo = geo
+        self.history: OffenderHistory = (
+            history if history is not None else MemoryHistory(settings.escalation.history)
+        )
+        self.ledger = Ledger()
+        allow = resolve_allow(
+            settings.safety.allow, resolver=resolver, key="detectors.safety.allow"
+        )
+        self.exempt = Exempt([*server_addresses, *allow])
+        self.breaker = CircuitBreaker(settings.safety.max_bans_per_minute)
+        self.failures = AddressFailures(settings, settings.safety.known_good_factor)
+        self.distributed = Distributed(settings)
+        self.enumeration = Enumeration(settings)
+        self.georule = GeoRule(settings.geo)
+        self._need_geo = geo is not None and (
+            self.georule.active
+            or bool(settings.geo.country_failures)
+            or (settings.distributed.enabled and settings.distributed.asn_sources > 0)
+        )
+        protect = settings.distributed.protect
+        # a protection is re-announced when extended by this much (always before it runs out)
+        self._gap = min(max(60.0, protect / 6), protect / 2)
+        # a ban this long outlasts every failure window: the failure times can go
+        self._drop_after = self.failures.window
+        self._shared: dict[tuple[str, tuple[object, ...]], tuple[str, Evidence]] = {}
+        self._next_sweep = 0.0
+        self._next_history_sweep = 0.0
+        self.counts = {"events": 0, "decisions": 0, "exempt": 0}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> Engine:
+        """An engine for the whole configuration (server addresses come from ``general``)."""
+        return cls(settings.detectors, server_addresses=settings.general.server_addresses, **kwargs)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def observe(self, event: Event, now: float) -> list[Decision]:
+        """Feed one correlated event; return the decisions it caused (new or extended)."""
+        self.counts["events"] += 1
+        if now >= self._next_sweep:
+            self._sweep(now)
+        kind = type(event)
+        if kind is AuthFailure:
+            assert isinstance(event, AuthFailure)
+            out = self._failure(event, now)
+        elif kind is AuthSuccess:
+            assert isinstance(event, AuthSuccess)
+            out = self._success(event, now)
+        elif kind is UnknownRecipient:
+            out = self._unknown_recipient(event, now)
+        else:
+            return []
+        self.counts["decisions"] += len(out)
+        return out
+
+    def _source(self, ip: IPAddress, now: float) -> Source:
+        cfg = self.settings
+        key = ip_key(ip)
+        src = Source(
+            ip=ip,
+            key=key,
+            prefix=prefix_key(ip, cfg.prefix_v4, cfg.prefix_v6),
+            prefixlen=cfg.prefix_v4 if ip.version == 4 else cfg.prefix_v6,
+            address=str(ip),
+        )
+        cover = self.ledger.covering(ip, now)
+        if cover is not None:
+            src.banned, src.cover = True, cover
+        if self.state.marked(GOOD_IP, key, now) is not None:
+            src.factor = cfg.safety.known_good_factor
+        if self._need_geo and self.geo is not None:
+            src.country = self.geo.country(ip)
+            asn = self.geo.asn(ip)
+            src.asn = None if asn is None else asn[0]
+        return src
+
+    def _failure(self, event: AuthFailure, now: float) -> list[Decision]:
+        ip = event.ip
+        if ip is None:
+            return []
+        if ip in self.exempt:
+            self.counts["exempt"] += 1
+            return []
+        src = self._source(ip, now)
+        user = canonical_user(event.username)
+        unknown = event.reason is FailReason.UNKNOWN_USER
+        if unknown:
+            user = None  # enumeration, not an attack on an account worth protecting
+        owner = user is not None and self.distributed.is_known_good(self.state, user, src, now)
+        n = max(1, event.attempts)
+        cover = src.cover
+        if cover is None or (cover.until is not None and cover.until - cover.ts < self._drop_after):
+            findings = self.failures.on_failure(self.state, src, now, n, owner=owner)
+        else:
+            # Banned for longer than any failure window (a bot's first-failure ban): counting
+            # what slips through while the firewall catches up would only cost memory.
+            findings = []
+        findings += self.georule.on_failure(src)
+        findings += self.distributed.on_failure(self.state, src, user, now, owner=owner)
+        findings += self.distributed.on_asn_failure(self.state, src, now)
+        if unknown:
+            findings += self.enumeration.on_miss(self.state, src, now, "login")
+        return self._decide(findings, src, now)
+
+    def _success(self, event: AuthSuccess, now: float) -> list[Decision]:
+        ip = event.ip
+        if ip is None or ip in self.exempt:
+            return []
+        src = self._source(ip, now)
+        findings = self.failures.on_success(self.state, src, now)
+        self.distributed.on_success(
+            self.state,
+            src,
+            canonical_user(event.username),
+            now,
+            self.settings.safety.known_good_for,
+        )
+        return self._decide(findings, src, now)
+
+    def _unknown_recipient(self, event: Event, now: float) -> list[Decision]:
+        ip = event.ip
+        if ip is None or ip in self.exempt:
+            return []
+        src = self._source(ip, now)
+        return self._decide(self.enumeration.on_miss(self.state, src, now, "recipient"), src, now)
+
+    # -- findings -> decisions --------------------------------------------------------------
+
+    def _decide(self, findings: list[Finding], src: Source, now: float) -> list[Decision]:
+        if not findings:
+            return []
+        out: list[Decision] = []
+        address = src.address
+        ip_best: Finding | None = None
+        nets: dict[str, Finding] = {}
+        for finding in findings:
+            if finding.action is Action.PROTECT_USER:
+                out += self._protect(finding, now)
+            elif finding.target == address:
+                if ip_best is None or finding.duration > ip_best.duration:
+                    ip_best = finding
+            else:
+                old = nets.get(finding.target)
+                if old is None or finding.duration > old.duration:
+                    nets[finding.target] = finding
+        covered = False
+        for finding in nets.values():
+            slot = src.prefix_slot if finding.target == src.prefix_target else None
+            decision = self._ban(finding, now, slot)
+            if decision is not None:
+                out.append(decision)
+                covered = True
+        if ip_best is not None and not covered:
+            cover = src.cover
+            # A ban on the address itself may still grow; one on its prefix already holds it.
+            if cover is None or cover.target == address:
+                decision = self._ban(ip_best, now, src.slot)
+                if decision is not None:
+                    out.append(decision)
+                    if decision.until is not None and decision.until - now >= self._drop_after:
+                        # Its failure times leave every window before the ban ends: forget
+                        # them now (a million banned bots must not cost twice).
+                        self.state.reset(FAIL, src.key)
+        return out
+
+    def _intern(self, finding: Finding) -> tuple[str, Evidence]:
+        """Share equal reasons and evidence between decisions: a botnet's first-failure bans
+        all say the same, and a million copies would cost more than the bans themselves.
+        Evidence is read-only by contract (``Decision`` is frozen)."""
+        key = (finding.reason, tuple(finding.evidence.items()))
+        hit = self._shared.get(key)
+        if hit is None:
+            if len(self._shared) >= 4096:
+                self._shared.clear()
+            hit = self._shared[key] = (finding.reason, finding.evidence)
+        return hit
+
+    def _ban(self, finding: Finding, now: float, slot: Slot | None) -> Decision | None:
+        target = finding.target
+        if slot is None:
+            slot = slot_of(target)
+        if slot[1] < (32 if slot[0] == 4 else 128) and self.exempt.overlaps(ip_network(target)):
+            return None
+        esc = self.settings.escalation
+        existing = self.ledger.get(target, now, slot)
+        if existing is not None:
+            # Still failing while banned (the firewall lags the log): a stronger rule may
+            # lengthen the ban, at the same offence count.
+            offence = existing.offence
+            record = False
+        else:
+            offence = (
+                self.history.offences(target, now - esc.history) + 1 if finding.escalate else 1
+            )
+            record = True
+        duration = finding.duration
+        if offence > 1:
+            grown = finding.duration * esc.multiplier ** min(offence - 1, 64)
+            duration = max(finding.duration, min(grown, esc.max_ban))
+        if existing is not None and (
+            existing.until is None or duration <= existing.until - existing.ts
+        ):
+            return None
+        if not self.breaker.allow(now):
+            return None
+        reason, evidence = self._intern(finding)
+        if offence > 1:
+            evidence = {**evidence, "previous_offences": offence - 1}
+        decision = Decision(
+            ts=now,
+            target=target,
+            action=Action.BAN,
+            rule=finding.rule,
+            until=now + duration,
+            reason=reason,
+            offence=offence,
+            evidence=evidence,
+        )
+        stored = self.ledger.add(decision, slot)
+        if record:
+            self.history.record(target, now)
+        return stored
+
+    def _protect(self, finding: Finding, now: float) -> list[Decision]:
+        decision = self._touch(sys.intern(finding.target[len(USER_PREFIX) :]), now, finding)
+        return [] if decision is None else [decision]
+
+    def _touch(self, user: str, now: float, finding: Finding | None = None) -> Decision | None:
+        """Extend the protection of ``user``. The ledger, and the caller through the returned
+        decision, hear of it only when it moved by ``_gap``: a long attack is not a decision
+        per attempt, and the ledger's expiry never passes while attempts go on."""
+        until = now + self.settings.distributed.protect
+        self.state.mark(ATTACK, user, until)
+        current = self.ledger.user(user, now)
+        if current is not None and (current.until is None or until - current.until < self._gap):
+            return None
+        evidence: Mapping[str, int | float | str]
+        if finding is not None:
+            rule, reason, evidence = finding.rule, finding.reason, finding.evidence
+        elif current is not None:
+            rule, reason, evidence = current.rule, current.reason, current.evidence
+        else:
+            rule, reason, evidence = "user_under_attack", "attack goes on", {}
+        decision = Decision(
+            ts=now,
+            target=USER_PREFIX + user,
+            action=Action.PROTECT_USER,
+            rule=rule,
+            until=until,
+            reason=reason,
+            evidence=evidence,
+        )
+        return self.ledger.add(decision)
+
+    # -- in-line ----------------------------------------------------------------------------
+
+    def check(self, ip: IPAddress | str | None, username: str | None, now: float) -> Verdict:
+        """May this login go on? Memory only. Refuses banned addresses and prefixes, denied
+        origins, and sources that are not known-good for a username under attack; suggests a
+        tarpit for an address with recent failures."""
+        if ip is None:
+            return ALLOW
+        if isinstance(ip, str):
+            ip = normalise_ip(ip)
+        if ip in self.exempt:
+            return ALLOW
+        banned = self.ledger.covering(ip, now)
+        if banned is not None:
+            return Verdict(False, reason=f"banned ({banned.rule})", decision=banned)
+        if self.georule.active and self.geo is not None:
+            asn = self.geo.asn(ip)
+            why = self.georule.refuses(self.geo.country(ip), None if asn is None else asn[0])
+            if why is not None:
+                return Verdict(False, reason=why)
+        user = canonical_user(username)
+        key = ip_key(ip)
+        if user is not None and self.state.marked(ATTACK, user, now) is not None:
+            cfg = self.settings
+            src = Source(
+                ip=ip,
+                key=key,
+                prefix=prefix_key(ip, cfg.prefix_v4, cfg.prefix_v6),
+                prefixlen=cfg.prefix_v4 if ip.version == 4 else cfg.prefix_v6,
+            )
+            if not self.distributed.is_known_good(self.state, user, src, now):
+                self._touch(user, now)  # every rejected attempt extends the protection
+                return Verdict(
+                    False,
+                    reason=f"user:{user} is under attack",
+                    decision=self.ledger.user(user, now),
+                )
+        tarpit = self.settings.tarpit
+        if tarpit.enabled and tarpit.per_failure > 0:
+            recent = self.failures.recent(self.state, key, now)
+            if recent:
+                factor = 1.0
+                if self.state.marked(GOOD_IP, key, now) is not None:
+                    factor = self.settings.safety.known_good_factor
+                delay = min(tarpit.max_delay, tarpit.per_failure * recent / factor)
+                return Verdict(True, tarpit=delay, reason=f"{recent} recent failures")
+        return ALLOW
+
+    # -- operator and store -----------------------------------------------------------------
+
+    def apply(self, decision: Decision) -> None:
+        """Apply a decision made elsewhere: a manual ban or unban, or one restored from the store.
+        A ban that would cover an exempt address is refused (logged, not raised)."""
+        if decision.action is Action.TARPIT:
+            return
+        if decision.action is Action.UNBAN:
+            self._unban(decision.target)
+            return
+        if decision.is_user:
+            user = decision.target[len(USER_PREFIX) :]
+            until = decision.until if decision.until is not None else float("inf")
+            self.state.mark(ATTACK, user, until)
+            self.ledger.add(decision)
+            return
+        net = decision.network
+        if net is not None and self.exempt.overlaps(net):
+            log.warning("not applying %s on %s: it covers an exempt address", decision.rule, net)
+            return
+        self.ledger.add(decision)
+
+    def _unban(self, target: str) -> None:
+        self.ledger.remove(target)
+        if target.startswith(USER_PREFIX):
+            user = target[len(USER_PREFIX) :]
+            self.state.unmark(ATTACK, user)
+            self.state.reset(USER_SOURCES, user)
+            return
+        net = ip_network(target, strict=False)
+        cfg = self.settings
+        if net.num_addresses == 1:
+            key = ip_key(net.network_address)
+            for space in (FAIL, OWNER_FAIL, ATTEMPT, ENUM_IP):
+                self.state.reset(space, key)
+        elif net.prefixlen == (cfg.prefix_v4 if net.version == 4 else cfg.prefix_v6):
+            key = prefix_key(net.network_address, cfg.prefix_v4, cfg.prefix_v6)
+            for space in (NET_SOURCES, ENUM_NET):
+                self.state.reset(space, key)
+
+    def active(self, now: float) -> list[Decision]:
+        """Bans and protections in force at ``now``."""
+        return self.ledger.active(now)
+
+    def expire(self, now: float) -> list[Decision]:
+        """Remove what ran out; returns one UNBAN decision (rule ``expired``) per removed target."""
+        out: list[Decision] = []
+        for old in self.ledger.expire(now):
+            if old.is_user:
+                user = old.target[len(USER_PREFIX) :]
+                if self.state.marked(ATTACK, user, now) is not None:
+                    self._touch(user, now)  # attempts went on in-line: still protected
+                    continue
+            out.append(
+                Decision(
+                    ts=now,
+                    target=old.target,
+                    action=Action.UNBAN,
+                    rule="expired",
+                    reason=f"{old.rule} {old.action.value} expired",
+                    offence=old.offence,
+                )
+            )
+        self._sweep(now)
+        return out
+
+    def take_signals(self, now: float | None = None) -> list[Signal]:
+        """Circuit-breaker signals (``CircuitOpen``, ``CircuitClosed``) since the last call;
+        with ``now``, first close the circuit if the ban rate has fallen."""
+        if now is not None:
+            self.breaker.poll(now)
+        return self.breaker.take_signals()
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + _SWEEP_EVERY
+        self.state.sweep(now)
+        self.breaker.poll(now)
+        if now >= self._next_history_sweep and isinstance(self.history, MemoryHistory):
+            self._next_history_sweep = now + _HISTORY_SWEEP_EVERY
+            self.history.sweep(now)

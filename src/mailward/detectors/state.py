@@ -1,0 +1,316 @@
+"""Detector state behind a few explicit operations, so a Redis twin can replace the in-process one.
+
+Three kinds of state, each addressed by ``(space, key)``: windowed counters (the newest ``cap``
+event times per key), distinct members in a window (member -> last seen, at most ``cap``), and a
+key -> expiry map (marks). Nothing is kept past its window: every write files the key under the
+minute its state runs out, and ``sweep(now)`` drops what is due, at a cost proportional to it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Protocol
+
+Key = int | str
+"""Addresses and prefixes are ints (see ``detectors.keys``), usernames and ASNs strings/ints."""
+
+_BUCKET = 60.0
+_SMALL = 8  # distinct sets up to this size live in a flat tuple, not a dict
+_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def _codec(n: int) -> struct.Struct:
+    codec = _STRUCTS.get(n)
+    if codec is None:
+        codec = _STRUCTS[n] = struct.Struct(f"<{n}I")
+    return codec
+
+
+def _unpack(packed: bytes) -> tuple[int, ...]:
+    return _codec(len(packed) // 4).unpack(packed)
+
+
+def _pack(times: list[int]) -> bytes:
+    return _codec(len(times)).pack(*times)
+
+
+class StateStore(Protocol):
+    """The state the detectors need. Redis mapping (docs/detectors.md): counters are ZSETs of
+    event times trimmed by rank and score, distinct sets ZSETs of member -> last seen, marks one
+    ZSET per space scored by expiry (``ZADD GT``); every key has a TTL of its window."""
+
+    def hit(self, space: str, key: Key, now: float, *, window: float, cap: int, n: int = 1) -> int:
+        """Record ``n`` events at ``now``; return how many fall within ``window`` (at most ``cap``:
+        only the newest ``cap`` times are kept, enough to answer 'at least cap?')."""
+        ...
+
+    def count(self, space: str, key: Key, now: float, window: float) -> int:
+        """Recorded events within ``window`` before ``now`` (at most the ``cap`` of the writes)."""
+        ...
+
+    def counts(self, space: str, key: Key, now: float, windows: Sequence[float]) -> list[int]:
+        """``count`` for several windows in one read."""
+        ...
+
+    def add_member(
+        self, space: str, key: Key, member: Key, now: float, *, window: float, cap: int
+    ) -> int:
+        """Note ``member`` as seen at ``now``; return the distinct members seen within ``window``
+        (at most ``cap``; the member seen longest ago is dropped first)."""
+        ...
+
+    def has_member(self, space: str, key: Key, member: Key, now: float, window: float) -> bool:
+        """Whether ``member`` was seen under ``key`` within ``window``."""
+        ...
+
+    def mark(self, space: str, key: Key, until: float) -> float:
+        """Set the expiry of ``key`` to ``until`` unless it is already later; return the expiry."""
+        ...
+
+    def marked(self, space: str, key: Key, now: float) -> float | None:
+        """The expiry of ``key`` if it is still in the future, else None."""
+        ...
+
+    def unmark(self, space: str, key: Key) -> None: ...
+
+    def reset(self, space: str, key: Key) -> None:
+        """Forget the counter or distinct set of ``key``."""
+        ...
+
+    def sweep(self, now: float) -> int:
+        """Drop state whose window or expiry has passed; return how many keys went."""
+        ...
+
+
+class MemoryState:
+    """In-process ``StateStore``. Compact on purpose (a botnet means a million keys): a counter
+    is one ``bytes`` of packed 32-bit deciseconds since the store's epoch (12 bytes for three
+    events), a small distinct set a flat tuple ``(m1, t1, m2, t2…)``, and the expiry index holds
+    only references to keys that exist anyway."""
+
+    def __init__(self) -> None:
+        self._counters: dict[str, dict[Key, bytes]] = {}
+        self._sets: dict[str, dict[Key, tuple[Key | float, ...] | dict[Key, float]]] = {}
+        self._marks: dict[str, dict[Key, float]] = {}
+        self._windows: dict[tuple[str, str], float] = {}
+        # (kind, space) -> minute bucket -> keys whose state may run out in that minute
+        self._due: dict[tuple[str, str], dict[int, list[Key]]] = {}
+        self._epoch: float | None = None
+
+    # -- counters ---------------------------------------------------------------------------
+
+    def _ds(self, t: float) -> int:
+        """``t`` as deciseconds since the epoch, clamped into 32 bits."""
+        epoch = self._epoch
+        if epoch is None:
+            epoch = self._epoch = float(int(t) - 1)
+        return min(max(0, int((t - epoch) * 10)), 0xFFFFFFFF)
+
+    def _last(self, packed: bytes) -> float:
+        assert self._epoch is not None
+        return self._epoch + int.from_bytes(packed[-4:], "little") / 10
+
+    def hit(self, space: str, key: Key, now: float, *, window: float, cap: int, n: int = 1) -> int:
+        table = self._counters.get(space)
+        if table is None:
+            table = self._counters[space] = {}
+            self._windows["c", space] = window
+        old = table.get(key)
+        now_ds = self._ds(now)
+        horizon = now_ds - int(window * 10)
+        times: list[int] = []
+        if old is not None:
+            times = [t for t in _unpack(old) if t > horizon]
+        times.extend([now_ds] * max(0, min(n, cap)))
+        if len(times) > cap:
+            times = times[-cap:]
+        if not times:
+            table.pop(key, None)
+            return 0
+        table[key] = _pack(times)
+        if old is None:
+            self._file("c", space, key, now + window)
+        return len(times)
+
+    def count(self, space: str, key: Key, now: float, window: float) -> int:
+        table = self._counters.get(space)
+        old = None if table is None else table.get(key)
+        if old is None:
+            return 0
+        horizon = self._ds(now) - int(window * 10)
+        return sum(1 for t in _unpack(old) if t > horizon)
+
+    def counts(self, space: str, key: Key, now: float, windows: Sequence[float]) -> list[int]:
+        table = self._counters.get(space)
+        old = None if table is None else table.get(key)
+        if old is None:
+            return [0] * len(windows)
+        now_ds = self._ds(now)
+        times = _unpack(old)
+        return [sum(1 for t in times if t > now_ds - int(w * 10)) for w in windows]
+
+    # -- distinct members -------------------------------------------------------------------
+
+    def add_member(
+        self, space: str, key: Key, member: Key, now: float, *, window: float, cap: int
+    ) -> int:
+        now = float(now)
+        table = self._sets.get(space)
+        if table is None:
+            table = self._sets[space] = {}
+            self._windows["s", space] = window
+        horizon = now - window
+        old = table.get(key)
+        prev_last: float | None = None
+        if old is None:
+            table[key] = (member, now)
+            size = 1
+        elif isinstance(old, tuple):
+            prev_last = float(old[-1])
+            kept: list[Key | float] = []
+            for i in range(0, len(old), 2):
+                if old[i] != member and float(old[i + 1]) > horizon:
+                    kept += (old[i], old[i + 1])
+            kept += (member, now)
+            size = len(kept) // 2
+            if size > cap:
+                kept = kept[2 * (size - cap) :]
+                size = cap
+            if size <= _SMALL:
+                table[key] = tuple(kept)
+            else:
+                table[key] = {kept[i]: float(kept[i + 1]) for i in range(0, len(kept), 2)}  # type: ignore[misc]
+        else:
+            members = old
+            prev_last = next(reversed(members.values()), None)
+            members.pop(member, None)
+            members[member] = now
+            # insertion order is time order: the oldest sit at the front
+            while members:
+                first = next(iter(members))
+                if members[first] > horizon and len(members) <= cap:
+                    break
+                del members[first]
+            size = len(members)
+        if prev_last is None:
+            self._file("s", space, key, now + window)
+        return size
+
+    def has_member(self, space: str, key: Key, member: Key, now: float, window: float) -> bool:
+        table = self._sets.get(space)
+        old = None if table is None else table.get(key)
+        if old is None:
+            return False
+        if isinstance(old, tuple):
+            for i in range(0, len(old), 2):
+                if old[i] == member:
+                    return float(old[i + 1]) > now - window
+            return False
+        seen = old.get(member)
+        return seen is not None and seen > now - window
+
+    def distinct(self, space: str, key: Key, now: float, window: float) -> int:
+        """Distinct members within ``window`` (a read-only helper, not part of the protocol)."""
+        table = self._sets.get(space)
+        old = None if table is None else table.get(key)
+        if old is None:
+            return 0
+        horizon = now - window
+        if isinstance(old, tuple):
+            return sum(1 for i in range(1, len(old), 2) if float(old[i]) > horizon)
+        return sum(1 for t in old.values() if t > horizon)
+
+    # -- marks ------------------------------------------------------------------------------
+
+    def mark(self, space: str, key: Key, until: float) -> float:
+        table = self._marks.get(space)
+        if table is None:
+            table = self._marks[space] = {}
+        old = table.get(key)
+        if old is not None and old >= until:
+            return old
+        table[key] = until
+        if old is None:
+            self._file("m", space, key, until)
+        return until
+
+    def marked(self, space: str, key: Key, now: float) -> float | None:
+        table = self._marks.get(space)
+        until = None if table is None else table.get(key)
+        return until if until is not None and until > now else None
+
+    def unmark(self, space: str, key: Key) -> None:
+        table = self._marks.get(space)
+        if table is not None:
+            table.pop(key, None)
+
+    def reset(self, space: str, key: Key) -> None:
+        for tables in (self._counters, self._sets):
+            table = tables.get(space)
+            if table is not None:
+                table.pop(key, None)
+
+    # -- expiry -----------------------------------------------------------------------------
+
+    def _file(self, kind: str, space: str, key: Key, ends: float) -> None:
+        # A key is filed once, when it appears, under the minute its state would run out; the
+        # sweep re-files it if it was extended since. The list holds the very key object the
+        # table holds, so the index costs one pointer per key.
+        bucket = int(ends // _BUCKET) + 1
+        buckets = self._due.get((kind, space))
+        if buckets is None:
+            buckets = self._due[kind, space] = {}
+        due = buckets.get(bucket)
+        if due is None:
+            due = buckets[bucket] = []
+        due.append(key)
+
+    def sweep(self, now: float) -> int:
+        dropped = 0
+        current = int(now // _BUCKET)
+        for (kind, space), buckets in self._due.items():
+            for bucket in sorted(b for b in buckets if b <= current):
+                keys = buckets.pop(bucket)
+                for key in keys:
+                    ends = self._ends(kind, space, key)
+                    if ends is None:
+                        continue  # reset or unmarked meanwhile
+                    if ends <= now:
+                        self._drop(kind, space, key)
+                        dropped += 1
+                    else:
+                        self._file(kind, space, key, ends)
+        return dropped
+
+    def _ends(self, kind: str, space: str, key: Key) -> float | None:
+        """When the state of ``key`` runs out, or None if there is none."""
+        if kind == "m":
+            return self._marks[space].get(key)
+        if kind == "c":
+            packed = self._counters[space].get(key)
+            return None if packed is None else self._last(packed) + self._windows["c", space]
+        members = self._sets[space].get(key)
+        if members is None:
+            return None
+        if isinstance(members, tuple):
+            last = float(members[-1])
+        else:
+            last = next(reversed(members.values()))
+        return last + self._windows["s", space]
+
+    def _drop(self, kind: str, space: str, key: Key) -> None:
+        if kind == "m":
+            del self._marks[space][key]
+        elif kind == "c":
+            del self._counters[space][key]
+        else:
+            del self._sets[space][key]
+
+    def sizes(self) -> dict[str, int]:
+        """Keys held per space (for status and benchmarks)."""
+        out: dict[str, int] = {}
+        for prefix, tables in (("c:", self._counters), ("s:", self._sets), ("m:", self._marks)):
+            for space, table in tables.items():
+                out[prefix + space] = len(table)
+        return out

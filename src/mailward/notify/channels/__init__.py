@@ -1,0 +1,1 @@
+"""Notification channels, one module each: local sendmail (default), SMTP, apprise, memory twin."""

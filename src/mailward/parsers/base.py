@@ -1,0 +1,136 @@
+"""What every message parser shares: the rule registry, parse statistics, fast event builders
+and the cached IP parser that applies ``parsing.trusted_proxies``.
+
+Each parser rule has a name in ``RULES``; golden samples (tests/data/logs) must exercise every one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from mailward.config.model import Network
+from mailward.events import Event, IPAddress, Origin, normalise_ip
+
+# name -> one-line description; filled by each parser module at import time (a constant table,
+# not configuration), and checked by tests against the golden samples and docs/events.md.
+RULES: dict[str, str] = {}
+
+# Rules whose lines are understood but deliberately produce no event.
+IGNORED = "ignored"
+
+
+def rule(name: str, description: str) -> str:
+    """Register a rule name (unique) and return it, so modules keep the name in a constant."""
+    if name in RULES:
+        raise ValueError(f"duplicate parser rule {name!r}")
+    RULES[name] = description
+    return name
+
+
+@dataclass(slots=True)
+class ParseStats:
+    """Counts kept by ``LineParser``: every line is exactly one of recognised (an event came
+    out), ignored (a known line that carries nothing to count) or unrecognised."""
+
+    lines: int = 0
+    recognised: int = 0
+    ignored: int = 0
+    unrecognised: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+    by_rule: Counter[str] = field(default_factory=Counter)
+
+    def merge(self, other: ParseStats) -> None:
+        self.lines += other.lines
+        self.recognised += other.recognised
+        self.ignored += other.ignored
+        self.unrecognised += other.unrecognised
+        self.by_kind.update(other.by_kind)
+        self.by_rule.update(other.by_rule)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lines": self.lines,
+            "recognised": self.recognised,
+            "ignored": self.ignored,
+            "unrecognised": self.unrecognised,
+            "by_kind": dict(sorted(self.by_kind.items())),
+            "by_rule": dict(sorted(self.by_rule.items())),
+        }
+
+
+E = TypeVar("E", bound=Event | Origin)
+
+
+def fast_factory(cls: type[E]) -> Callable[..., E]:
+    """A constructor for a frozen slotted event that skips the dataclass ``__init__``.
+
+    Frozen dataclasses set each field through ``object.__setattr__``; this builder writes the
+    slots directly and is about 3x faster, which matters at a million lines. It takes the same
+    keyword arguments, in field order, with the same defaults; the result compares equal to one
+    built normally. Only for classes whose fields have plain defaults (no factories).
+    """
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type,unused-ignore]
+    params: list[str] = []
+    body: list[str] = []
+    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    for f in fields:
+        if f.default is not dataclasses.MISSING:
+            ns[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+        elif f.default_factory is not dataclasses.MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name}: default factories are not supported")
+        else:
+            params.append(f.name)
+        ns[f"_s_{f.name}"] = getattr(cls, f.name).__set__
+        body.append(f"    _s_{f.name}(o, {f.name})")
+    # Required fields may follow defaulted ones (kw_only dataclasses): make all keyword-only.
+    src = (
+        f"def make(*, {', '.join(params)}):\n    o = _new(_cls)\n"
+        + "\n".join(body)
+        + "\n    return o\n"
+    )
+    exec(src, ns)  # noqa: S102 - generated from the dataclass's own field names
+    make: Callable[..., E] = ns["make"]
+    make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
+    return make
+
+
+make_origin = fast_factory(Origin)
+
+
+class IPCache:
+    """Parse client addresses once: text -> address, or None when the text is not an address
+    or is a trusted proxy (``parsing.trusted_proxies``: never attributed)."""
+
+    MAX = 65536
+
+    def __init__(self, trusted: Iterable[Network] = ()) -> None:
+        self._trusted = tuple(trusted)
+        self._cache: dict[str, IPAddress | None] = {}
+
+    def get(self, text: str) -> IPAddress | None:
+        try:
+            return self._cache[text]
+        except KeyError:
+            pass
+        try:
+            addr: IPAddress | None = normalise_ip(text)
+        except ValueError:
+            addr = None
+        if addr is not None and any(addr in net for net in self._trusted):
+            addr = None
+        if len(self._cache) >= self.MAX:
+            self._cache.clear()
+        self._cache[text] = addr
+        return addr
+
+    def is_trusted(self, text: str) -> bool:
+        try:
+            addr = normalise_ip(text)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._trusted)

@@ -1,0 +1,132 @@
+"""``mailward doctor``: each broken prerequisite is one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from tests.notify.sinks import read_outbox, sendmail_stub
+
+from mailward.cli.main import cli
+
+
+def healthy_config(root: Path, *, log: Path, sendmail: Path, extra: str = "") -> Path:
+    config = root / "mailward.toml"
+    config.write_text(
+        f'[general]\nstate_dir = "{root / "state"}"\n'
+        f'[sources]\nfiles = ["{log}"]\n'
+        f'[notify]\nsendmail_path = "{sendmail}"\n'
+        '[enforce]\nbackend = "none"\n' + extra
+    )
+    config.chmod(0o644)
+    return config
+
+
+def doctor(config: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["-c", str(config), "doctor", *args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[Path]:
+    # A directory other users can enter (tmp_path's parents are private to root).
+    root = Path(tempfile.mkdtemp(prefix="mailward-doctor-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        for p in sorted(root.rglob("*"), reverse=True):
+            p.rmdir() if p.is_dir() and not p.is_symlink() else p.unlink()
+        root.rmdir()
+
+
+def test_all_good_and_send_test(world: Path) -> None:
+    log = world / "mail.log"
+    log.write_text("x\n")
+    script, outbox = sendmail_stub(world)
+    code, out = doctor(healthy_config(world, log=log, sendmail=script), "--send-test")
+    assert code == 0, out
+    assert f"ok    source {log}: readable" in out
+    assert "ok    test notification via sendmail" in out
+    assert out.strip().endswith("all checks passed")
+    assert len(read_outbox(outbox)) == 1
+
+
+def test_missing_log_and_bad_config_are_named(world: Path) -> None:
+    script, _ = sendmail_stub(world)
+    code, out = doctor(healthy_config(world, log=world / "nope.log", sendmail=script))
+    assert code == 1
+    assert f"FAIL  source {world / 'nope.log'}: no such file -> fix sources.files" in out
+    bad = world / "bad.toml"
+    bad.write_text("[alerts]\nspike_sensitivity = -1\n")
+    code, out = doctor(bad, "--json")
+    assert code == 1
+    data = json.loads(out)
+    [cfg] = [c for c in data["checks"] if c["name"] == "config"]
+    assert not cfg["ok"] and "alerts.spike_sensitivity" in cfg["detail"]
+    assert "mailward config check" in cfg["fix"]
+
+
+def test_nft_missing_from_path(world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = world / "mail.log"
+    log.write_text("x\n")
+    script, _ = sendmail_stub(world)
+    config = (
+        healthy_config(world, log=log, sendmail=script)
+        .read_text()
+        .replace('backend = "none"', 'backend = "nftables"')
+    )
+    (world / "mailward.toml").write_text(config)
+    empty = world / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    code, out = doctor(world / "mailward.toml")
+    assert code == 1
+    assert "FAIL  nftables: nft not found on PATH -> install nftables" in out
+
+
+def test_broken_sendmail_and_stale_geoip(world: Path) -> None:
+    log = world / "mail.log"
+    log.write_text("x\n")
+    db = world / "GeoLite2-Country.mmdb"
+    db.write_bytes(b"")
+    os.utime(db, (0, 0))
+    config = healthy_config(
+        world, log=log, sendmail=world / "no-sendmail", extra=f'[geoip]\ncountry_db = "{db}"\n'
+    )
+    code, out = doctor(config)
+    assert code == 1
+    assert f"FAIL  notify sendmail: {world / 'no-sendmail'} is missing or not executable" in out
+    assert "FAIL  geoip.country_db:" in out and "days old -> update it (geoipupdate" in out
+
+
+@contextmanager
+def as_nobody() -> Iterator[None]:
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
+def test_unreadable_log(world: Path) -> None:
+    log = world / "mail.log"
+    log.write_text("x\n")
+    log.chmod(0o600)  # root-only, like /var/log/mail.log on many systems
+    script, _ = sendmail_stub(world)
+    config = healthy_config(world, log=log, sendmail=script)
+    (world / "state").mkdir(mode=0o777)
+    doctor(config)  # warm imports while root: the interpreter's stdlib is private to root here
+    with as_nobody():
+        code, out = doctor(config)
+    assert code == 1
+    assert f"FAIL  source {log}: cannot read: Permission denied -> run mailward as root" in out

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from ipaddress import ip_address
+
+from mailward.detectors.base import Source, canonical_user, fmt_duration, need
+
+
+def test_canonical_user() -> None:
+    assert canonical_user("  Bob@Example.ORG ") == "bob@example.org"
+    assert canonical_user("") is None
+    assert canonical_user(None) is None
+    assert len(canonical_user("x" * 10_000) or "") == 256
+
+
+def test_need_scales_up_only() -> None:
+    assert need(5, 1.0) == 5
+    assert need(5, 3.0) == 15
+    assert need(3, 1.5) == 5
+    assert need(5, 0.5) == 5
+
+
+def test_fmt_duration() -> None:
+    assert fmt_duration(600) == "10m"
+    assert fmt_duration(86400) == "1d"
+    assert fmt_duration(5400) == "90m"
+    assert fmt_duration(42.5) == "42.5s"
+
+
+def test_source_prefix_target() -> None:
+    src = Source(ip=ip_address("2001:db8:1:2:3::4"), key=0, prefix=0, prefixlen=64)
+    assert src.prefix_target == "2001:db8:1:2::/64"
