@@ -253,12 +253,9 @@ class Daemon:
         self._stop.set()
 
     async def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop reading, finish what was read (processed, recorded, enforced, delivered to
+        subscribers), then stop the components, in reverse order of start."""
         self.notifier.stopping()
-        for component in reversed(self.components):
-            try:
-                await asyncio.wait_for(component.stop(), timeout)
-            except Exception:
-                log.exception("component %s failed to stop", component.name)
         await self.supervisor.stop(names=[f"source:{s.name}" for s in self.sources])
         deadline = time.monotonic() + timeout
         pipeline = self.supervisor.info.get("pipeline")
@@ -276,9 +273,14 @@ class Daemon:
         if tail:
             await self._handle(tail, {}, {})
         await self._flush_enforcement()
-        await self.supervisor.stop()
         await self.events.drain()
         await self.decisions.drain()
+        for component in reversed(self.components):
+            try:
+                await asyncio.wait_for(component.stop(), timeout)
+            except Exception:
+                log.exception("component %s failed to stop", component.name)
+        await self.supervisor.stop()
         await self.events.stop()
         await self.decisions.stop()
         for source in self.sources:
