@@ -5,24 +5,32 @@ growing (or a detector task keeps crashing). A notice must reach a real SMTP ser
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tests.notify.helpers import fail, ok
 from tests.notify.sinks import read_outbox, sendmail_stub, smtp_sink
 
+from mailward.clock import SystemClock
 from mailward.config import load
 from mailward.config.model import Settings
+from mailward.daemon.app import Daemon
+from mailward.daemon.ledger import MemoryLedger
 from mailward.daemon.tasks import Supervisor
+from mailward.daemon.twins import ThresholdEngine, TwinParser
 from mailward.decisions.model import Decision
+from mailward.enforcers.base import MemoryEnforcer
 from mailward.events import Event
 from mailward.notify.channels.base import MemoryNotifier
-from mailward.notify.manager import AlertManager, build_channels
+from mailward.notify.manager import AlertManager, build_channels, components
 from mailward.notify.metrics import Metrics
 from mailward.notify.model import Alert, Severity
+from mailward.sources.follow import FileFollower
 
 
 @dataclass
@@ -208,4 +216,101 @@ async def test_a_failing_rule_never_breaks_the_pipeline(tmp_path: Path) -> None:
 
     manager.rules.observe = boom  # type: ignore[method-assign]
     manager.on_event(fail(1, "192.0.2.1"))  # must not raise
-    manager.spool.close()
+    manager.close()
+
+
+def test_components_follow_the_config(tmp_path: Path) -> None:
+    settings = settings_for(
+        tmp_path,
+        metrics={"enabled": True},
+        digest={"enabled": True},
+        notify={"heartbeat_url": "https://hc-ping.com/uuid"},
+    )
+    manager, parts = components(settings, open_store=lambda: None)
+    assert [p.name for p in parts] == ["alerts", "metrics", "heartbeat", "digest"]
+    assert parts[0] is manager
+    manager.close()
+    manager, parts = components(settings_for(tmp_path))
+    assert [p.name for p in parts] == ["alerts"]
+    manager.close()
+
+
+class StuckLedger(MemoryLedger):
+    """A ledger whose writes hang after the first few (a locked database): the daemon's
+    pipeline waits on it, the source stops advancing, and the log keeps growing."""
+
+    def __init__(self, ok_commits: int) -> None:
+        super().__init__()
+        self.ok_commits = ok_commits
+        self.release = threading.Event()
+
+    def commit(self, events: Any, decisions: Any, positions: Any) -> None:
+        if self.commits >= self.ok_commits:
+            self.release.wait(60)
+        super().commit(events, decisions, positions)
+
+
+async def _append_sasl_failures(log: Path) -> None:
+    i = 0
+    while True:
+        stamp = datetime.now(UTC).isoformat()
+        with log.open("a") as fh:
+            fh.write(
+                f"{stamp} mx1 postfix/submission/smtpd[{100 + i}]: warning: unknown[192.0.2.{i % 250 + 1}]: "
+                "SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=info@example.org\n"
+            )
+        i += 1
+        await asyncio.sleep(0.05)
+
+
+async def test_real_daemon_whose_pipeline_stalls_alerts_within_the_configured_time(
+    tmp_path: Path,
+) -> None:
+    """The real Daemon and FileFollower: the store hangs, the source falls behind while the log
+    grows, and the lag alert reaches the SMTP server and sendmail."""
+    script, outbox = sendmail_stub(tmp_path)
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    with smtp_sink() as (sink, port, _):
+        settings = settings_for(
+            tmp_path,
+            notify={
+                "group_seconds": 0,
+                "sendmail_path": str(script),
+                "smtp_host": "127.0.0.1",
+                "smtp_port": port,
+                "smtp_security": "none",
+                "to": ["ops@example.org"],
+            },
+            alerts={"check_seconds": 0.2, "source_lag_seconds": 2},
+        )
+        ledger = StuckLedger(ok_commits=3)
+        clock = SystemClock()
+        daemon = Daemon(
+            settings,
+            clock=clock,
+            enforcer=MemoryEnforcer(clock.now),
+            store=ledger,
+            engine=ThresholdEngine(),
+            parser=TwinParser(),
+            sources=[FileFollower(log, poll_interval=0.05)],
+        )
+        manager, parts = components(settings, clock=clock)
+        daemon.on_task_crash(manager.task_crashed)
+        for part in parts:
+            daemon.add_component(part)
+        await daemon.start()
+        writer = asyncio.get_running_loop().create_task(_append_sasl_failures(log))
+        try:
+            await asyncio.wait_for(sink.arrived.wait(), 2 + 0.2 + 20)
+            while not read_outbox(outbox):
+                await asyncio.sleep(0.05)
+            [status] = daemon.sources_status()
+            assert status.unread_bytes or status.lag_seconds and status.lag_seconds > 2
+        finally:
+            writer.cancel()
+            ledger.release.set()
+            await daemon.shutdown()
+    lag_mails = [m for m in sink.messages if "behind on source" in m["Subject"]]
+    assert lag_mails and "CRITICAL" in lag_mails[0]["Subject"]
+    assert any("behind on source" in m["Subject"] for m in read_outbox(outbox))

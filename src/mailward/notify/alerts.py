@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter, deque
 from datetime import tzinfo
-from ipaddress import IPv4Address, ip_network
+from ipaddress import IPv4Address, IPv6Network
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +21,8 @@ from mailward.notify.baseline import HourlyBaseline, SlidingSpike
 from mailward.notify.model import Alert, Severity, iso
 
 TOP = 5
+MAX_STAMPS = 1000  # failure times kept per address or prefix (thresholds are far lower)
+PRUNE_EVERY = 600.0  # seconds; pruning walks every tracked address
 
 
 class GeoLookup(Protocol):
@@ -89,7 +91,12 @@ class SqliteLocations:
 
 
 def prefix_of(ip: IPAddress) -> str:
-    return str(ip_network(f"{ip}/{24 if isinstance(ip, IPv4Address) else 64}", strict=False))
+    """The /24 or /64 around an address, as text (hot path: integer arithmetic, no parsing)."""
+    n = int(ip)
+    if isinstance(ip, IPv4Address):
+        n >>= 8
+        return f"{n >> 16}.{(n >> 8) & 255}.{n & 255}.0/24"
+    return str(IPv6Network((n >> 64 << 64, 64)))
 
 
 def _top(counter: Counter[str], n: int = TOP) -> str:
@@ -139,7 +146,7 @@ class AttackRules:
         self._user_ips: dict[str, dict[str, float]] = {}
         # ip / prefix -> recent failure timestamps and usernames tried
         self._fails: dict[str, deque[float]] = {}
-        self._fail_users: dict[str, Counter[str]] = {}
+        self._fail_users: dict[str, dict[str, int]] = {}
         self._bans: deque[Decision] = deque()
         self._banned: dict[str, Decision] = {}  # target -> latest ban, for "what mailward did"
         self._protected: dict[str, Decision] = {}
@@ -149,12 +156,13 @@ class AttackRules:
 
     def observe(self, event: Event, now: float) -> list[Alert]:
         out: list[Alert] = []
+        ip = str(event.ip) if event.ip is not None else "unknown"
         if event.kind in self._spike_kinds:
             attempts = event.attempts if isinstance(event, AuthFailure) else 1
-            self.spike.add(event.ts, str(event.ip) if event.ip else "unknown", attempts)
+            self.spike.add(event.ts, ip, attempts)
         if isinstance(event, AuthFailure) and event.ip is not None:
-            self._failure(event)
-            alert = self._distributed(event, now)
+            self._failure(event, ip)
+            alert = self._distributed(event, ip, now)
             if alert:
                 out.append(alert)
         elif isinstance(event, AuthSuccess) and event.ip is not None:
@@ -227,24 +235,40 @@ class AttackRules:
 
     # -- rules ---------------------------------------------------------------------------------
 
-    def _failure(self, ev: AuthFailure) -> None:
+    def _failure(self, ev: AuthFailure, ip: str) -> None:
         assert ev.ip is not None
-        for key in (str(ev.ip), prefix_of(ev.ip)):
-            stamps = self._fails.setdefault(key, deque(maxlen=10_000))
-            stamps.extend([ev.ts] * max(ev.attempts, 1))
-            users = self._fail_users.setdefault(key, Counter())
-            if ev.username and (ev.username in users or len(users) < 50):
-                users[ev.username] += ev.attempts
+        n = max(ev.attempts, 1)
+        user = ev.username
+        for key in (ip, prefix_of(ev.ip)):
+            stamps = self._fails.get(key)
+            if stamps is None:
+                stamps = self._fails[key] = deque(maxlen=MAX_STAMPS)
+            if n == 1:
+                stamps.append(ev.ts)
+            else:
+                stamps.extend([ev.ts] * min(n, MAX_STAMPS))
+            if user:
+                users = self._fail_users.get(key)
+                if users is None:
+                    users = self._fail_users[key] = {}
+                if user in users or len(users) < 50:
+                    users[user] = users.get(user, 0) + n
 
-    def _distributed(self, ev: AuthFailure, now: float) -> Alert | None:
+    def _distributed(self, ev: AuthFailure, ip: str, now: float) -> Alert | None:
         if not ev.username:
             return None
-        ips = self._user_ips.setdefault(ev.username, {})
-        ips[str(ev.ip)] = ev.ts
+        ips = self._user_ips.get(ev.username)
+        if ips is None:
+            ips = self._user_ips[ev.username] = {}
+        # Re-insert so the dict stays ordered by last failure: expiry pops from the front.
+        ips.pop(ip, None)
+        ips[ip] = ev.ts
         cutoff = now - self.s.distributed_window_seconds
-        if len(ips) >= self.s.distributed_min_ips:
-            for ip in [ip for ip, ts in ips.items() if ts < cutoff]:
-                del ips[ip]
+        while ips:
+            oldest = next(iter(ips))
+            if ips[oldest] >= cutoff:
+                break
+            del ips[oldest]
         key = f"distributed:{ev.username}"
         k = self.s.distributed_min_ips
         if self._episodes.update(key, len(ips), k, k / 2):
@@ -323,7 +347,7 @@ class AttackRules:
         by_ip, by_prefix = self._count_fails(ip, since), self._count_fails(prefix, since)
         if by_ip >= self.s.breach_min_failures or by_prefix >= self.s.breach_prefix_min_failures:
             scope, n = (ip, by_ip) if by_ip >= self.s.breach_min_failures else (prefix, by_prefix)
-            users = self._fail_users.get(scope, Counter())
+            users = Counter(self._fail_users.get(scope, {}))
             banned = self._ban_for(ev.ip)
             out.append(
                 Alert(
@@ -421,7 +445,7 @@ class AttackRules:
         return lines
 
     def _prune(self, now: float) -> None:
-        if now - self._pruned < 60:
+        if now - self._pruned < PRUNE_EVERY:
             return
         self._pruned = now
         cutoff = now - max(self.s.breach_window_seconds, self.s.distributed_window_seconds)

@@ -29,9 +29,9 @@ class SourceStatusLike(Protocol):
     @property
     def processed_ts(self) -> float | None: ...
     @property
-    def lag_seconds(self) -> float: ...
+    def lag_seconds(self) -> float | None: ...
     @property
-    def unread_bytes(self) -> int: ...
+    def unread_bytes(self) -> int | None: ...
     @property
     def last_error(self) -> str | None: ...
 
@@ -79,7 +79,9 @@ class HealthRules:
 
     def _lag(self, st: SourceStatusLike, now: float) -> list[Alert]:
         limit = self.s.source_lag_seconds
-        change = self._transition(f"source_lag:{st.name}", st.lag_seconds > limit)
+        lag = st.lag_seconds or 0.0
+        unread = st.unread_bytes or 0
+        change = self._transition(f"source_lag:{st.name}", lag > limit)
         if change is None:
             return []
         processed = iso(st.processed_ts) if st.processed_ts else "nothing yet"
@@ -91,19 +93,18 @@ class HealthRules:
                     kind="source_lag",
                     key=f"source_lag:{st.name}",
                     severity=Severity.CRITICAL,
-                    title=f"mailward is {st.lag_seconds:.0f} s behind on source {st.name}",
+                    title=f"mailward is {lag:.0f} s behind on source {st.name}",
                     details=(
-                        f"Newest line {newest}, processed up to {processed}: "
-                        f"{st.lag_seconds:.0f} s behind (threshold {limit:.0f} s), "
-                        f"{st.unread_bytes} bytes unread.",
+                        f"Newest line processed: {newest} (at {processed}); {lag:.0f} s behind "
+                        f"(threshold {limit:.0f} s), {unread} bytes unread.",
                         f"Last error: {st.last_error}." if st.last_error else "No error reported.",
                         "Attacks in this log are NOT being detected or banned until it catches "
                         "up. Check `mailward status` and `journalctl -u mailward`.",
                     ),
                     facts={
                         "source": st.name,
-                        "lag_seconds": st.lag_seconds,
-                        "unread_bytes": st.unread_bytes,
+                        "lag_seconds": lag,
+                        "unread_bytes": unread,
                     },
                 )
             ]
@@ -113,9 +114,9 @@ class HealthRules:
                 kind="source_recovered",
                 key=f"source_recovered:{st.name}",
                 severity=Severity.WARNING,
-                title=f"Source {st.name} caught up (lag {st.lag_seconds:.0f} s)",
+                title=f"Source {st.name} caught up (lag {lag:.0f} s)",
                 details=(f"Processing of {st.name} is within {limit:.0f} s again.",),
-                facts={"source": st.name, "lag_seconds": st.lag_seconds},
+                facts={"source": st.name, "lag_seconds": lag},
             )
         ]
 
@@ -126,7 +127,9 @@ class HealthRules:
         typical = median(gaps) if gaps else 0.0
         quiet_for = now - src.last_newest if src.last_newest is not None else 0.0
         limit = max(self.s.source_silence_seconds, 10 * typical)
-        change = self._transition(f"source_silent:{st.name}", busy and quiet_for > limit)
+        # A source with unread bytes is lagging, not silent: the lag alert covers it.
+        silent = busy and quiet_for > limit and not st.unread_bytes
+        change = self._transition(f"source_silent:{st.name}", silent)
         if change is None:
             return []
         if change:

@@ -106,11 +106,12 @@ class AlertManager:
         self.metrics = metrics
         state = settings.general.state_dir / "notify.db"
         self.spool = spool or Spool(state)
+        self._own_locations = SqliteLocations(self.spool.path) if locations is None else None
         self.rules = AttackRules(
             settings.alerts,
             tz=local_zone(settings.parsing.timezone),
             geo=geo,
-            locations=locations if locations is not None else SqliteLocations(self.spool.path),
+            locations=locations if locations is not None else self._own_locations,
         )
         self.health = HealthRules(settings.alerts)
         n = settings.notify
@@ -152,6 +153,12 @@ class AlertManager:
             await asyncio.gather(self._task, return_exceptions=True)
         self._flush(force=True)
         await self.dispatcher.stop()
+        self.close()
+
+    def close(self) -> None:
+        """Release the database handles (``stop`` does it; for managers never started)."""
+        if self._own_locations is not None:
+            self._own_locations.close()
         self.spool.close()
 
     # -- inputs --------------------------------------------------------------------------------
@@ -232,3 +239,57 @@ class AlertManager:
         while True:
             await asyncio.sleep(interval)
             self.check()
+
+
+def components(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    geo: GeoLookup | None = None,
+    metrics: Metrics | None = None,
+    open_store: Callable[[], Any] | None = None,
+) -> tuple[AlertManager, list[Any]]:
+    """Everything ``[notify]``, ``[alerts]``, ``[digest]`` and ``[metrics]`` ask the daemon to run.
+
+    Returns the AlertManager (wire ``supervisor.add_crash_hook(manager.task_crashed)``) and the
+    list of components to ``daemon.add_component`` (the manager first)."""
+    from mailward.notify.heartbeat import Heartbeat
+    from mailward.notify.metrics import MetricsServer
+    from mailward.notify.schedule import DailyDigest
+
+    clock = clock or SystemClock()
+    metrics = metrics or Metrics()
+    manager = AlertManager(settings, clock=clock, geo=geo, metrics=metrics)
+    out: list[Any] = [manager]
+    if settings.metrics.enabled:
+        out.append(MetricsServer(metrics, settings.metrics.listen))
+    n = settings.notify
+    if n.heartbeat_url is not None:
+        out.append(
+            Heartbeat(
+                n.heartbeat_url.get_secret_value(),
+                n.heartbeat_seconds,
+                healthy=manager.healthy,
+                timeout=n.timeout_seconds,
+                metrics=metrics,
+            )
+        )
+    if settings.digest.enabled and open_store is not None:
+        out.append(
+            DailyDigest(
+                open_store,
+                manager.send_now,
+                manager.spool,
+                clock=clock,
+                tz=local_zone(settings.parsing.timezone),
+                hour=settings.digest.hour,
+                chart=settings.digest.chart,
+                geo=geo,
+                top=settings.analyze.top,
+                health=lambda: {
+                    "open problems": ", ".join(manager.health.problems) or "none",
+                    **{f"channel {k}": v for k, v in manager.dispatcher.status().items()},
+                },
+            )
+        )
+    return manager, out

@@ -114,8 +114,8 @@ class Metrics:
 
     def observe_sources(self, statuses: Iterable[SourceStatusLike]) -> None:
         for st in statuses:
-            self.source_lag.labels(source=st.name).set(st.lag_seconds)
-            self.source_unread.labels(source=st.name).set(st.unread_bytes)
+            self.source_lag.labels(source=st.name).set(st.lag_seconds or 0.0)
+            self.source_unread.labels(source=st.name).set(st.unread_bytes or 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

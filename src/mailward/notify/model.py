@@ -6,6 +6,7 @@ Rules (``alerts.py``, ``health.py``) produce ``Alert`` values; the ``AlertManage
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,17 +97,23 @@ class Message:
             "text": self.text,
             "severity": self.severity.label,
             "html": self.html,
+            "images": [
+                {"cid": i.cid, "subtype": i.subtype, "data": base64.b64encode(i.data).decode()}
+                for i in self.images
+            ],
             "alerts": [a.to_json() for a in self.alerts],
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Message:
-        # Images are not spooled: a retried digest goes out without its chart rather than bloat
-        # the spool.
         return cls(
             subject=str(data["subject"]),
             text=str(data["text"]),
             severity=Severity.parse(str(data.get("severity", "warning"))),
             html=data.get("html"),
+            images=tuple(
+                Inline(str(i["cid"]), base64.b64decode(i["data"]), str(i.get("subtype", "png")))
+                for i in data.get("images", ())
+            ),
             alerts=tuple(Alert.from_json(a) for a in data.get("alerts", ())),
         )
