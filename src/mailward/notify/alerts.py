@@ -16,6 +16,7 @@ from typing import Protocol
 
 from mailward.config.model import AlertSettings
 from mailward.decisions.model import Action, Decision
+from mailward.enrich.geoip import GeoLookup
 from mailward.events import AuthFailure, AuthSuccess, Event, IPAddress, normalise_ip
 from mailward.notify.baseline import HourlyBaseline, SlidingSpike
 from mailward.notify.model import Alert, Severity, iso
@@ -23,14 +24,6 @@ from mailward.notify.model import Alert, Severity, iso
 TOP = 5
 MAX_STAMPS = 1000  # failure times kept per address or prefix (thresholds are far lower)
 PRUNE_EVERY = 600.0  # seconds; pruning walks every tracked address
-
-
-class GeoLookup(Protocol):
-    """Structural copy of ``mailward.enrich.geoip.GeoLookup`` (the subset alerts need)."""
-
-    def country(self, ip: IPAddress) -> str | None: ...
-
-    def asn(self, ip: IPAddress) -> tuple[int, str] | None: ...
 
 
 class LocationHistory(Protocol):

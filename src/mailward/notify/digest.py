@@ -19,8 +19,8 @@ from typing import Any, Protocol
 from mailward.analyze.aggregate import Aggregator
 from mailward.analyze.report import build_report
 from mailward.decisions.model import Action, Decision
+from mailward.enrich.geoip import GeoLookup
 from mailward.events import Event
-from mailward.notify.alerts import GeoLookup
 from mailward.notify.model import Inline, Message, Severity
 from mailward.notify.render import hostname
 

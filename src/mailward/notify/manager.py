@@ -18,8 +18,9 @@ from mailward.clock import Clock, SystemClock
 from mailward.config.model import Settings
 from mailward.daemon.tasks import spawn
 from mailward.decisions.model import Decision
+from mailward.enrich.geoip import GeoLookup
 from mailward.events import Event
-from mailward.notify.alerts import AttackRules, GeoLookup, LocationHistory, SqliteLocations
+from mailward.notify.alerts import AttackRules, LocationHistory, SqliteLocations
 from mailward.notify.channels.apprise import AppriseNotifier
 from mailward.notify.channels.base import Notifier
 from mailward.notify.channels.sendmail import SendmailNotifier
