@@ -378,6 +378,7 @@ def main() -> None:
     summary = {
         "python": sys.version.split()[0],
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "postfix_vs_null": round(
             by["postfix"]["saturated_per_s"] / by["postfix-null"]["saturated_per_s"], 3
         ),

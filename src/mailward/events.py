@@ -49,6 +49,7 @@ class Violation(StrEnum):
     TOO_MANY_ERRORS = "too_many_errors"
     PIPELINING = "pipelining"
     BARE_NEWLINE = "bare_newline"
+    COMMAND_LIMIT = "command_limit"  # postscreen COMMAND TIME/COUNT/LENGTH LIMIT
 
 
 def normalise_ip(text: str) -> IPAddress:
@@ -161,6 +162,17 @@ class UnknownRecipient(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SmtpReject(Event):
+    """Postfix refused an SMTP command for another reason than an unknown user: relay denied,
+    HELO/sender/client rejected, DNSBL, policy. ``category`` says which; spam-run evidence."""
+
+    command: str  # RCPT, MAIL, DATA, CONNECT, HELO, ...
+    category: str = "other"
+    recipient: str | None = None
+    helo: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Connection(Event):
     """A client connected (``connect from``)."""
 
@@ -217,6 +229,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     AuthError,
     AuthSuccess,
     UnknownRecipient,
+    SmtpReject,
     Connection,
     Disconnect,
     LostConnection,

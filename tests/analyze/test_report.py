@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from ipaddress import ip_address
+
+import pytest
 
 from mailward.analyze.aggregate import Aggregator
 from mailward.analyze.report import Report, build_report
-from mailward.demo.generator import DemoLog
+from mailward.demo.generator import DemoConfig, DemoLog
 from mailward.events import AuthFailure, Service
+
+END = datetime(2026, 11, 21, tzinfo=UTC)
 
 
 def test_demo_spike_is_found_with_its_two_hosts_named(
@@ -124,3 +129,27 @@ def test_empty_input() -> None:
     report = build_report(Aggregator())
     assert report.attempts == 0 and report.spikes == [] and report.first is None
     assert report.to_json()["span"] == {"first": None, "last": None}
+
+
+@pytest.mark.parametrize("lines", [60_000, 600_000])
+def test_a_month_of_ordinary_traffic_and_steady_guessing_has_no_spike(lines: int) -> None:
+    """Daily and weekly rhythm, persistent guessers and drive-by scanners: nothing to flag."""
+    quiet = frozenset({"users", "steady", "scanners"})
+    log = DemoLog(DemoConfig(lines=lines, seed=11, end=END, scenarios=quiet))
+    report = build_report(Aggregator().add_all(log.events()))
+    assert report.spikes == []
+    assert report.attempts > 1000
+
+
+@pytest.mark.slow
+def test_busy_server_two_host_burst_is_found_by_the_busiest_addresses() -> None:
+    """At a million lines a month the burst hides in the hourly total; the busiest-address
+    series still shows it, and the verdict names the two hosts."""
+    scenarios = frozenset({"users", "steady", "scanners", "spike"})
+    log = DemoLog(DemoConfig(lines=1_000_000, seed=1, end=END, scenarios=scenarios))
+    report = build_report(Aggregator().add_all(log.events()))
+    incident = next(i for i in log.truth.incidents if i.scenario == "spike")
+    (spike,) = report.spikes
+    assert spike.start <= incident.start < spike.end
+    assert {r.key for r in spike.top_ips[:2]} == set(incident.ips)
+    assert spike.verdict == "2 busy addresses"

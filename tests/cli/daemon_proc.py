@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -32,7 +33,16 @@ poll_interval = 0.05
     return cfg
 
 
-def start(cfg: Path, *args: str) -> subprocess.Popen[bytes]:
+def pipeline() -> str:
+    """The real parser and detectors when this build has them, else the in-package twins."""
+    have = all(
+        importlib.util.find_spec(m) is not None
+        for m in ("mailward.parsers.line", "mailward.detectors.engine")
+    )
+    return "real" if have else "twin"
+
+
+def start(cfg: Path, *args: str, mode: str | None = None) -> subprocess.Popen[bytes]:
     root = cfg.parent
     with open(root / "daemon.err", "ab") as err:
         proc = subprocess.Popen(
@@ -44,7 +54,7 @@ def start(cfg: Path, *args: str) -> subprocess.Popen[bytes]:
                 str(cfg),
                 "run",
                 "--pipeline",
-                "twin",
+                mode or pipeline(),
                 *args,
             ],
             stdout=subprocess.DEVNULL,

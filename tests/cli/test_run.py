@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from mailward.cli.main import cli
 from mailward.cli.run import build_daemon, file_sources, make_enforcer, real_pipeline
 from mailward.config.model import Settings
+from mailward.daemon.ledger import MemoryLedger
 from mailward.enforcers.base import DryRunEnforcer, NullEnforcer
 from mailward.enforcers.nftables import NftablesEnforcer
 from mailward.errors import MailwardError
@@ -52,7 +53,7 @@ def test_twin_pipeline_builds(tmp_path: Path) -> None:
 
 def test_real_pipeline_missing_stage_is_a_clear_error() -> None:
     try:
-        real_pipeline(Settings())
+        real_pipeline(Settings(), MemoryLedger())
     except MailwardError as exc:
         assert "--pipeline twin" in str(exc)
     else:  # the ingest and detect stages are merged: the pipeline builds

@@ -16,6 +16,7 @@ HEALTH = {
         {
             "name": "file:/var/log/mail.log",
             "lag_seconds": 1.25,
+            "newest_line_ts": 1795256102.0,
             "unread_bytes": 2048,
             "lines": 10,
             "events": 4,

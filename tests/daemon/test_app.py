@@ -282,3 +282,53 @@ async def test_unknown_ban_action_not_enforced(tmp_path: Path) -> None:
         assert enforcer.blocked() == []
     finally:
         await daemon.shutdown()
+
+
+async def test_component_intake_submit_event_and_decisions(tmp_path: Path) -> None:
+    daemon, enforcer, ledger = make(tmp_path, sources=[], parser=None)
+    decisions: list[Decision] = []
+    daemon.on_decision(decisions.append)
+    await daemon.start()
+    try:
+        ev = TwinParser().parse(line("192.0.2.88"))
+        assert ev is not None
+        for _ in range(3):
+            daemon.submit_event(ev)  # sync, from a protocol handler
+        await until(lambda: enforcer.banned("192.0.2.88"))
+        d = Decision(
+            ts=time.time(),
+            target="198.51.100.0/24",
+            action=Action.BAN,
+            rule="policy",
+            until=time.time() + 60,
+        )
+        daemon.submit_decisions([d])
+        await until(lambda: enforcer.banned("198.51.100.9"))
+        await until(lambda: len(ledger.decisions) == 2 and len(decisions) == 2)
+        assert ledger.event_count() == 3
+    finally:
+        await daemon.shutdown()
+
+
+async def test_lag_grows_while_lines_wait_and_not_after_quiet(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(line("203.0.113.1", time.time() - 3600))  # an old line: processing delay 1 h
+    daemon, _, _ = make(tmp_path)
+    await daemon.start()
+    try:
+        await until(lambda: daemon.sources_status()[0].lines == 1)
+        st = daemon.sources_status()[0]
+        assert 3590 < st.lag_seconds < 3700 and st.unread_bytes == 0  # the log's own delay
+        with log.open("a") as fh:
+            fh.write(line("203.0.113.2"))
+        await until(lambda: daemon.sources_status()[0].lines == 2)
+        assert daemon.sources_status()[0].lag_seconds < 5  # a fresh line after a quiet hour
+        await daemon.supervisor.stop(names=["pipeline"])  # the pipeline dies silently...
+        with log.open("a") as fh:
+            fh.write(line("203.0.113.3"))
+        await asyncio.sleep(0.5)
+        st = daemon.sources_status()[0]
+        assert st.lag_seconds >= 0.3, st  # ...and the lag shows it, growing
+        assert not daemon.health()["ok"]
+    finally:
+        await daemon.shutdown()

@@ -48,6 +48,7 @@ def test_commit_and_read_back(kind: str, tmp_path: Path) -> None:
     assert ledger.active_decisions(10.0) == []
     assert [x.action for x in ledger.recent_decisions()] == [Action.UNBAN, Action.BAN]
     assert ledger.recent_decisions()[1].evidence == {"n": 3}
+    assert ledger.offences("203.0.113.1", 0.0) == 1 and ledger.offences("203.0.113.1", 1.5) == 0
     ledger.close()
 
 

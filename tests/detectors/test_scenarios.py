@@ -73,10 +73,15 @@ def test_rotating_botnet_against_one_username_is_caught() -> None:
     # Meanwhile the owner still gets in from her known-good address, a new address does not.
     assert eng.check(ip_address("192.0.2.10"), "alice@example.org", t).allow
     assert not eng.check(ip_address("198.18.0.99"), "Alice@Example.org", t).allow
-    # Every rejected attempt extended the protection past the end of the attack.
+    # Every rejected attempt extended the protection: it lasts `protect` past the last attempt
+    # (the ledger hears of extensions at most hourly, and never lags behind by more).
+    protect = eng.settings.distributed.protect
     protection = eng.ledger.user("alice@example.org", t)
     assert protection is not None and protection.until is not None
-    assert protection.until >= t + eng.settings.distributed.protect - 60
+    assert protection.until >= t + protect - 3600
+    assert not eng.check(ip_address("198.18.0.99"), "alice@example.org", t + protect - 1).allow
+    eng.expire(t + protect + 1)
+    assert eng.check(ip_address("198.18.0.98"), "alice@example.org", t + 2 * protect).allow
 
 
 def test_rotating_botnet_without_inline_policy_bans_at_first_failure() -> None:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from pathlib import Path
@@ -190,3 +193,18 @@ def test_memory_geo_longest_prefix_and_doc_ranges() -> None:
     assert geo.country("198.51.100.1") is None
     assert geo.country("junk") is None
     assert isinstance(geo, GeoLookup)
+
+
+def test_iptocc_needs_no_network() -> None:
+    """The default country data ships inside the wheel: look it up with no network at all."""
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-n", "true"], check=False).returncode:
+        pytest.skip("cannot create a network namespace here (needs unshare and root)")
+    code = (
+        "from mailward.enrich.geoip import IptoccGeo; "
+        "print(IptoccGeo().country('81.2.69.142'), IptoccGeo().country('8.8.8.8'))"
+    )
+    out = subprocess.run(
+        [unshare, "-n", sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["GB", "US"]

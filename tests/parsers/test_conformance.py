@@ -24,6 +24,7 @@ from mailward.events import (
     Event,
     LostConnection,
     ProtocolViolation,
+    SmtpReject,
     UnknownRecipient,
 )
 from mailward.parsers import LineParser, read_events
@@ -69,7 +70,19 @@ def test_captured_postfix_lines() -> None:
     ]
     ok = {(str(e.ip), e.username) for e in events if isinstance(e, AuthSuccess)}
     assert ok == {("127.0.0.43", "bob"), ("127.0.0.65", "bob")}
-    assert [e.kind for e in events if str(e.ip) == "127.0.0.42"] == ["connection", "disconnect"]
+    assert [e.kind for e in events if str(e.ip) == "127.0.0.42"] == [
+        "connection",
+        "smtp_reject",
+        "disconnect",
+    ]
+    rejects = Counter(e.category for e in events if isinstance(e, SmtpReject))
+    # .42 relay, .66/.67/.68(x2) policy refusals, .69 policy server down (451)
+    assert rejects == {
+        "relay_denied": 1,
+        "recipient_rejected": 1,
+        "data_rejected": 1,
+        "client_rejected": 3,
+    }
     assert parser.stats.by_kind["auth_error"] == 1
     assert all(e.origin is None or e.origin.line is None for e in events)
 
@@ -293,7 +306,7 @@ def test_grok_client_addresses() -> None:
         expected = (case.get("results") or {}).get("postfix_client_ip")
         if expected is not None and event.ip is not None:
             assert str(event.ip) == str(expected), path.name
-    assert claimed == 17
+    assert claimed == 33
 
 
 # -- digineo postfix_exporter ----------------------------------------------------------------
@@ -332,3 +345,6 @@ def test_postfix_logsums_counts() -> None:
     assert stats.by_rule["postscreen.pregreet"] == 3872
     assert stats.by_rule["postfix.non_smtp_command"] == 8
     assert stats.by_kind["unknown_recipient"] == 0
+    # The README's 116 NOQUEUE rejects: 90 DNSBL, 19 + 3 sender, 4 HELO.
+    rejects = Counter(e.category for e in events if isinstance(e, SmtpReject))
+    assert rejects == {"dnsbl": 90, "sender_rejected": 22, "helo_rejected": 4}

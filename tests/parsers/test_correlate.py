@@ -173,3 +173,16 @@ def test_memory_is_bounded() -> None:
         assert ev is not None
         corr.push(ev)
     assert corr.open_sessions <= 1000 + 4096
+
+
+def test_tick_releases_held_lines_on_a_quiet_log() -> None:
+    parser = LineParser(ParsingSettings(timezone="UTC"), now=NOW)
+    corr = Correlator(hold=10)
+    ev = parser.parse(
+        "Nov 21 11:34:18 mx1 dovecot: auth: passwd-file(bob,192.0.2.21): Password mismatch"
+    )
+    assert ev is not None
+    assert corr.push(ev) == []
+    assert corr.tick(ev.ts + 5) == []
+    assert corr.tick(ev.ts + 11) == [ev]
+    assert corr.flush() == []

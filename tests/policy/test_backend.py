@@ -1,4 +1,7 @@
+import asyncio
 from ipaddress import ip_address
+
+import pytest
 
 from mailward.clock import ManualClock
 from mailward.decisions.model import Action, Decision
@@ -50,25 +53,78 @@ def test_memory_backend_applies_and_lifts_prefix_bans() -> None:
     assert b.check(IP, None, 3).allow
 
 
-def test_bind_host_prefers_explicit_parts_and_falls_back_to_the_daemon() -> None:
+async def test_bind_host_prefers_explicit_parts_and_falls_back_to_the_daemon() -> None:
     class Daemon:
         engine = MemoryBackend()
         clock = ManualClock(5)
-        seen: list[list[Decision]] = []
 
-        def submit_decisions(self, decisions: list[Decision]) -> None:
-            self.seen.append(decisions)
+        def __init__(self) -> None:
+            self.submitted: list[Decision] = []
+            self.fed: list[object] = []
+
+        async def submit(self, decisions: list[Decision]) -> None:
+            self.submitted += decisions
+
+        async def feed(self, events: list[object]) -> list[Decision]:
+            self.fed += events
+            return []
 
     d = Daemon()
-    backend, clock, sink = bind_host(d, None, None, None)
-    assert backend is d.engine and clock is d.clock and sink is not None
+    link = bind_host(d, None, None, None)
+    assert link.backend is d.engine and link.clock is d.clock
+    assert link.decisions is not None and link.events is not None
+    link.start()
+    decision = Decision(0, "192.0.2.1", Action.BAN, "x")
+    link.decisions([decision])
+    event = AuthSuccess(ts=0, service=Service.IMAP, ip=IP, username="bob")
+    for _ in range(3):
+        link.events(event)
+    await asyncio.sleep(0.01)
+    assert d.submitted == [decision] and d.fed == [event] * 3
+    link.events(event)  # accepted before stop: still handed over
+    await link.stop()
+    assert len(d.fed) == 4
+
     mine = MemoryBackend()
-    backend, clock, _ = bind_host(d, mine, ManualClock(1), None)
-    assert backend is mine and clock.now() == 1
+    link = bind_host(d, mine, ManualClock(1), print)
+    assert link.backend is mine and link.clock.now() == 1 and link.decisions is print
+
+
+async def test_outbox_contains_daemon_failures_and_bounds_its_queue() -> None:
+    from mailward.errors import BackendUnavailable
+    from mailward.policy.backend import Outbox
+
+    calls: list[list[int]] = []
+
+    async def flaky(items: list[int]) -> None:
+        calls.append(items)
+        raise BackendUnavailable("nft down")
+
+    box: Outbox[int] = Outbox("t", flaky, maxsize=2)
+    for i in range(4):
+        box.put([i])
+    assert box.dropped == 2
+    box.start()
+    await asyncio.sleep(0.01)
+    assert calls == [[0, 1]] and box.failures == 1  # coalesced, failure contained
+    box.put([9])
+    await asyncio.sleep(0.01)
+    assert calls[-1] == [9]
+    await box.stop()
 
 
 def test_bind_host_without_backend_or_daemon_is_an_error() -> None:
-    import pytest
-
     with pytest.raises(RuntimeError):
         bind_host(None, None, None, None)
+
+
+def test_policy_components_follow_the_config() -> None:
+    from mailward.config.model import Settings
+    from mailward.policy import DovecotPolicyServer, PostfixPolicyServer, policy_components
+
+    assert policy_components(Settings()) == []
+    s = Settings.model_validate(
+        {"policy": {"postfix": {"enabled": True}, "dovecot": {"enabled": True}}}
+    )
+    kinds = [type(c) for c in policy_components(s, country=lambda ip: "DE")]
+    assert kinds == [PostfixPolicyServer, DovecotPolicyServer]

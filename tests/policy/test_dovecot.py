@@ -231,10 +231,11 @@ async def test_started_by_a_daemon_reports_go_to_its_event_intake() -> None:
             self.events: list[Event] = []
             self.decisions: list[Decision] = []
 
-        def submit_event(self, e: Event) -> None:
-            self.events.append(e)
+        async def feed(self, events: list[Event]) -> list[Decision]:
+            self.events += events
+            return []
 
-        def submit_decisions(self, ds: list[Decision]) -> None:
+        async def submit(self, ds: list[Decision]) -> None:
             self.decisions += ds
 
     d = Daemon()

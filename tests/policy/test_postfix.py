@@ -231,7 +231,7 @@ async def test_started_by_a_daemon_it_subscribes_to_events_and_uses_its_engine()
         def on_event(self, cb: object) -> None:
             self.callbacks.append(cb)
 
-        def submit_decisions(self, ds: list[Decision]) -> None:
+        async def submit(self, ds: list[Decision]) -> None:
             self.decisions += ds
 
     d = Daemon()
@@ -247,6 +247,7 @@ async def test_started_by_a_daemon_it_subscribes_to_events_and_uses_its_engine()
                 ts=0, service=Service.SMTP, ip=ip_address("192.0.2.8"), recipient="x@y"
             )
         )
+        await asyncio.sleep(0.01)
         assert [x.rule for x in d.decisions] == ["policy_enumeration_ip"]
     finally:
         await srv.stop()

@@ -105,3 +105,34 @@ def test_captured_logs_contain_exactly_the_known_outages() -> None:
     signs = [s for s in map(match_outage, pf + dv) if s is not None]
     assert [s.daemon for s in signs] == ["postfix", "postfix", "dovecot", "dovecot"]
     assert {s.endpoint for s in signs} == {"127.0.0.1:10040", "127.0.0.1:10041"}
+
+
+def test_probe_alert_only_when_something_is_down() -> None:
+    from mailward.notify.model import Severity
+    from mailward.policy.probe import ProbeResult, probe_alert
+
+    up = ProbeResult("postfix", "inet:127.0.0.1:10040", True, 0.3)
+    assert probe_alert([up], 0) is None
+    down = ProbeResult("dovecot", "http://127.0.0.1:8421/", False, error="ClientConnectorError")
+    alert = probe_alert([up, down], 100)
+    assert (
+        alert is not None and alert.severity is Severity.CRITICAL and alert.kind == "policy_outage"
+    )
+    assert "dovecot" in alert.title and "postfix" not in alert.title
+    assert any("fail open" in d for d in alert.details)
+    assert alert.key == probe_alert([down], 200).key  # type: ignore[union-attr]  # dedup key is stable
+
+
+def test_log_outage_alert_summarises_the_lines() -> None:
+    from mailward.policy.probe import OutageSign, log_outage_alert
+
+    assert log_outage_alert([], 0, 0) is None
+    signs = [
+        OutageSign("postfix", "127.0.0.1:10040", "Connection refused"),
+        OutageSign("postfix", "127.0.0.1:10040", "Connection refused"),
+        OutageSign("dovecot", "127.0.0.1:10041", "HTTP error: connect(127.0.0.1:10041) failed"),
+    ]
+    alert = log_outage_alert(signs, 5, 10)
+    assert alert is not None
+    assert alert.facts["lines"] == {"postfix": 2, "dovecot": 1}
+    assert alert.facts["endpoints"] == ["127.0.0.1:10040", "127.0.0.1:10041"]

@@ -58,3 +58,22 @@ def test_connection_counter_expires_lost_sessions() -> None:
         c.connect(ip, t)
     assert c.open(ip, 50) == 5
     assert c.open(ip, 102.5) == 2
+
+
+def test_netset_matches_addresses_and_prefixes_and_expires() -> None:
+    from mailward.policy.signals import NetSet
+
+    s = NetSet()
+    assert s.match(ip_address("192.0.2.1"), 0) is None
+    s.add(ip_network("192.0.2.0/24"), until=100)
+    s.add(ip_network("198.51.100.7/32"))
+    s.add(ip_network("2001:db8::/64"), until=50)
+    assert s.match(ip_address("192.0.2.200"), 10) == ip_network("192.0.2.0/24")
+    assert s.match(ip_address("198.51.100.7"), 10) == ip_network("198.51.100.7/32")
+    assert s.match(ip_address("198.51.100.8"), 10) is None
+    assert s.match(ip_address("2001:db8::1:2"), 10) == ip_network("2001:db8::/64")
+    assert s.match(ip_address("2001:db8::1:2"), 60) is None  # expired and dropped
+    assert len(s) == 2
+    assert ip_network("192.0.2.0/24") in s and "x" not in s
+    s.discard(ip_network("192.0.2.0/24"))
+    assert s.match(ip_address("192.0.2.200"), 10) is None

@@ -1,8 +1,9 @@
 """Real Postfix + Dovecot against mailward's policy servers (issue 4, "Real tests").
 
 One session: the stack starts once; scenarios run in file order and use their own users and
-source addresses. mailward is a separate process (``mailward policy serve``) with the in-memory
-detector twin: 3 failures per IP ban it, 3 distinct failing IPs protect a username.
+source addresses. mailward is a separate process (``mailward policy serve``) running the real
+detector engine ([detectors] in the generated config: 3 failures from one address ban it, 3
+distinct failing addresses put a username under attack, no tarpit to keep the run short).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 from tests.realstack.mailstack import DOMAIN, USERS, MailStack, SrcIMAP, available, make_stack
 
-from mailward.policy.probe import match_outage
+from mailward.policy.probe import log_outage_alert, match_outage
 
 pytestmark = [pytest.mark.realstack, pytest.mark.slow]
 
@@ -195,14 +196,22 @@ def test_outage_fails_open_and_is_detected(stack: MailStack) -> None:
             "dovecot",
         }
         assert all(not e["ok"] for e in endpoints)
-        alert = hook.read_text()
-        assert f"127.0.0.1:{stack.policy_port}" in alert and str(stack.authpol_port) in alert
+        alert = report["alert"]
+        assert isinstance(alert, dict) and alert["kind"] == "policy_outage"
+        assert alert["severity"] == "critical"
+        delivered = hook.read_text()  # what the --on-failure command received on stdin
+        assert delivered.startswith("[critical] mailward policy servers not answering")
+        assert (
+            f"127.0.0.1:{stack.policy_port}" in delivered and str(stack.authpol_port) in delivered
+        )
         # ... and in the mail logs, where mailward's log follower finds it after a restart.
         pf = stack.wait_log("postfix.log", "problem talking to server")
         dv = stack.wait_log("dovecot.log", "Policy server HTTP error")
         pf_sign, dv_sign = match_outage(pf), match_outage(dv)
         assert pf_sign is not None and pf_sign.endpoint.endswith(f"127.0.0.1:{stack.policy_port}")
         assert dv_sign is not None and dv_sign.endpoint == f"127.0.0.1:{stack.authpol_port}"
+        log_alert = log_outage_alert([pf_sign, dv_sign], 0, time.time())
+        assert log_alert is not None and log_alert.facts["lines"] == {"postfix": 1, "dovecot": 1}
     finally:
         stack.start_mailward()
     code, report = probe(stack, str(hook))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailward.decisions.model import Action, Decision
-from mailward.errors import InputError
+from mailward.errors import BackendUnavailable, InputError
 from mailward.events import AuthFailure, Service
 from mailward.storage.aio import AsyncStore
 from mailward.storage.sqlite import Alert, SqliteStore
@@ -110,3 +110,13 @@ async def test_closed_store_refuses_work(tmp_path: Path) -> None:
         await store.write(lambda s: None)
     with pytest.raises(RuntimeError):
         await store.read(lambda r: None)
+
+
+async def test_dead_writer_is_reported_not_awaited_forever(tmp_path: Path) -> None:
+    store = await AsyncStore.open(tmp_path / "f.db")
+    store._jobs.put(None)  # the writer thread stops as if it had died
+    assert store._thread is not None
+    await asyncio.to_thread(store._thread.join)
+    with pytest.raises(BackendUnavailable, match="writer thread"):
+        await store.write(lambda s: None)
+    await store.close()

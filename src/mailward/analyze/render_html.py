@@ -100,7 +100,7 @@ def _charts(report: Report) -> list[str]:
                     alpha=0.35,
                     linewidth=0,
                 )
-            if s.metric == "attempts":
+            if s.metric != "distinct_ips":
                 ax1.annotate(
                     s.verdict, xy=(datetime.fromtimestamp(s.start, UTC), s.peak), fontsize=8
                 )
@@ -173,7 +173,11 @@ def render_html(report: Report) -> str:
         parts.append("<p class=sub>No hour or day far above its baseline.</p>")
     for s in report.spikes:
         fmt = "%Y-%m-%d %H:%M" if s.granularity == "hour" else "%Y-%m-%d"
-        what = "attempts" if s.metric == "attempts" else "distinct addresses"
+        what = {
+            "attempts": "attempts",
+            "busiest_ips": "attempts of the busiest addresses",
+            "distinct_ips": "distinct addresses",
+        }.get(s.metric, s.metric)
         parts.append(
             f"<div class=alert><b>{_t(s.start, fmt)} → {_t(s.end, fmt)}</b>: {what} per "
             f"{s.granularity} peaked at {s.peak:,.0f} against a baseline of {s.baseline:,.0f} "

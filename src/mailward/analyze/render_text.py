@@ -70,7 +70,11 @@ def render_text(report: Report, *, color: bool = False) -> str:
     if not report.spikes:
         out.append("  none: no hour or day far above its baseline")
     for s in report.spikes:
-        what = "attempts" if s.metric == "attempts" else "distinct addresses"
+        what = {
+            "attempts": "attempts",
+            "busiest_ips": "attempts of the busiest addresses",
+            "distinct_ips": "distinct addresses",
+        }.get(s.metric, s.metric)
         fmt = "%Y-%m-%d %H:%M" if s.granularity == "hour" else "%Y-%m-%d"
         out.append(
             warn(f"  {_t(s.start, fmt)} → {_t(s.end, fmt)}")

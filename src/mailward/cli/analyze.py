@@ -80,12 +80,27 @@ class InputStats:
     already_stored_lines: int = 0
 
 
+class _Stage:
+    """Another stage's module, imported late: ``analyze`` must fail clearly, not crash, without it."""
+
+    def __init__(self, module: str, what: str) -> None:
+        self.what = what
+        try:
+            self.module = importlib.import_module(module)
+        except ImportError as exc:
+            raise MailwardError(f"{what} are not available in this build ({exc})") from exc
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return getattr(self.module, name)
+        except AttributeError:
+            raise MailwardError(
+                f"{self.what} are not available in this build (no {name})"
+            ) from None
+
+
 def _stage(module: str, what: str) -> Any:
-    """Import another stage's module late: ``analyze`` must still run (and fail clearly) without it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MailwardError(f"{what} are not available in this build ({exc})") from exc
+    return _Stage(module, what)
 
 
 def read_inputs(

@@ -9,6 +9,8 @@ import base64
 import logging
 import signal
 import subprocess
+import time
+from typing import Any
 
 import click
 
@@ -18,7 +20,7 @@ from mailward.decisions.model import Decision
 from mailward.policy.backend import MemoryBackend
 from mailward.policy.dovecot import DovecotPolicyServer
 from mailward.policy.postfix import PostfixPolicyServer
-from mailward.policy.probe import ProbeResult, probe_dovecot, probe_postfix
+from mailward.policy.probe import ProbeResult, probe_alert, probe_dovecot, probe_postfix
 
 log = logging.getLogger(__name__)
 
@@ -29,30 +31,55 @@ def policy_group() -> None:
 
 
 @policy_group.command("serve")
-@click.option("--ban-after", default=5, show_default=True, help="Failures per IP that ban it.")
-@click.option("--tarpit-after", default=3, show_default=True, help="Failures per IP before tarpit.")
+@click.option(
+    "--engine",
+    "engine_kind",
+    type=click.Choice(["real", "memory"]),
+    default="real",
+    show_default=True,
+    help="'real': the detector engine configured in [detectors]; 'memory': the in-memory twin "
+    "with the thresholds below.",
+)
+@click.option("--ban-after", default=5, show_default=True, help="memory: failures that ban an IP.")
+@click.option(
+    "--tarpit-after", default=3, show_default=True, help="memory: failures before tarpit."
+)
 @click.option(
     "--protect-after",
     default=5,
     show_default=True,
-    help="Distinct failing IPs that put a username under attack.",
+    help="memory: distinct failing IPs that put a username under attack.",
 )
-@click.option("--window", default=600.0, show_default=True, help="Counting window, seconds.")
+@click.option("--window", default=600.0, show_default=True, help="memory: counting window, s.")
 @pass_app
 def serve(
-    app: AppContext, ban_after: int, tarpit_after: int, protect_after: int, window: float
+    app: AppContext,
+    engine_kind: str,
+    ban_after: int,
+    tarpit_after: int,
+    protect_after: int,
+    window: float,
 ) -> None:
-    """Run the enabled policy servers in the foreground, with the in-memory detector twin.
+    """Run the enabled policy servers in the foreground, without log followers or firewall.
 
     For trials and tests; ``mailward run`` starts the same servers inside the daemon, with the
-    full detectors, the store and the log followers.
+    store, the log followers and the enforcer.
     """
     settings = app.settings
     if not (settings.policy.postfix.enabled or settings.policy.dovecot.enabled):
         fail("neither policy.postfix.enabled nor policy.dovecot.enabled is true")
-    backend = MemoryBackend(
-        ban_after=ban_after, tarpit_after=tarpit_after, protect_after=protect_after, window=window
-    )
+    backend: Any
+    if engine_kind == "memory":
+        backend = MemoryBackend(
+            ban_after=ban_after,
+            tarpit_after=tarpit_after,
+            protect_after=protect_after,
+            window=window,
+        )
+    else:
+        from mailward.detectors.engine import Engine
+
+        backend = Engine.from_settings(settings)
     logging.getLogger("mailward").setLevel(logging.INFO)
     try:
         asyncio.run(_serve(settings, backend))
@@ -60,11 +87,12 @@ def serve(
         fail(f"cannot listen: {exc}")
 
 
-async def _serve(settings: Settings, backend: MemoryBackend) -> None:
+async def _serve(settings: Settings, backend: Any) -> None:
     def apply(decisions: list[Decision]) -> None:
         for d in decisions:
             log.warning("decision: %s %s rule=%s until=%s", d.action, d.target, d.rule, d.until)
-            backend.apply(d)
+            if d.rule.startswith("policy_"):  # the engine already holds its own decisions
+                backend.apply(d)
 
     components: list[PostfixPolicyServer | DovecotPolicyServer] = []
     if settings.policy.postfix.enabled:
@@ -84,7 +112,7 @@ async def _serve(settings: Settings, backend: MemoryBackend) -> None:
         for c in components:
             await c.start()
             started.append(c)
-            click.echo(f"{c.name} listening on {c.addresses}")
+            click.echo(f"{c.name} listening on {c.addresses}", nl=True)
         await stop.wait()
     finally:
         for c in reversed(started):
@@ -130,17 +158,22 @@ def probe(app: AppContext, timeout: float, on_failure: str | None, as_json: bool
     results = asyncio.run(run_probes(settings, timeout))
     if not results:
         fail("no policy server is enabled in the configuration")
-    down = [r for r in results if not r.ok]
+    alert = probe_alert(results, time.time())
     if as_json:
-        emit_json({"ok": not down, "endpoints": [r.to_json() for r in results]})
+        emit_json(
+            {
+                "ok": alert is None,
+                "endpoints": [r.to_json() for r in results],
+                "alert": None if alert is None else alert.to_json(),
+            }
+        )
     else:
         for r in results:
             state = f"up ({r.latency_ms:.1f} ms)" if r.ok else f"DOWN: {r.error}"
             click.echo(f"{r.name} {r.endpoint}: {state}")
-    if down:
+    if alert is not None:
         if on_failure:
-            report = "mailward policy servers are not answering (mail still flows: fail open):\n"
-            report += "".join(f"  {r.name} {r.endpoint}: {r.error}\n" for r in down)
+            report = "\n".join((f"[{alert.severity.label}] {alert.title}", *alert.details)) + "\n"
             done = subprocess.run(on_failure, shell=True, input=report, text=True, check=False)
             if done.returncode != 0:
                 click.echo(f"mailward: --on-failure command exited {done.returncode}", err=True)

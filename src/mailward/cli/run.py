@@ -77,23 +77,28 @@ def file_sources(settings: Settings) -> list[LiveSource]:
     return out
 
 
-def real_pipeline(settings: Settings) -> tuple[Parser, Correlator, Detector]:
-    """The parser, correlator and detector engine from their own stages."""
+def real_pipeline(settings: Settings, ledger: Ledger) -> tuple[Parser, Correlator, Detector]:
+    """The parser, correlator and detector engine from their own stages; escalation counts the
+    ledger's earlier bans, so a restart does not reset it."""
     try:
         parsers: Any = importlib.import_module("mailward.parsers")
-        engine_mod: Any = importlib.import_module("mailward.detectors.engine")
-        parser = parsers.LineParser(settings.parsing)
-        correlator = parsers.Correlator()
-        engine = engine_mod.Engine(
-            getattr(settings, "detectors"),  # noqa: B009 - the section is owned by detectors
-            server_addresses=settings.general.server_addresses,
-        )
-    except (ImportError, AttributeError) as exc:
+        engines: Any = importlib.import_module("mailward.detectors.engine")
+        histories: Any = importlib.import_module("mailward.detectors.history")
+    except ImportError as exc:
         raise MailwardError(
             f"the log parser or detector engine is not available in this build ({exc}); "
             "use --pipeline twin to run with the test twins"
         ) from exc
-    return parser, correlator, engine
+    geo = None
+    try:
+        geoip: Any = importlib.import_module("mailward.enrich.geoip")
+        geo = geoip.open_geo(settings.geoip)
+    except ImportError:
+        log.warning("GeoIP lookups are not available in this build: country and ASN rules are off")
+    keep = settings.detectors.escalation.history  # type: ignore[attr-defined,unused-ignore]
+    history = histories.StoreHistory(ledger, keep=keep)
+    engine = engines.Engine.from_settings(settings, geo=geo, history=history)
+    return parsers.LineParser(settings.parsing), parsers.Correlator(), engine
 
 
 def build_daemon(
@@ -103,14 +108,14 @@ def build_daemon(
     pipeline: str = "real",
     ledger: Ledger | None = None,
 ) -> Daemon:
+    if ledger is None:
+        ledger = MemoryLedger() if dry_run else SqliteLedger(ledger_path(settings))
     if pipeline == "twin":
         parser: Parser = TwinParser()
         correlator: Correlator | None = None
         engine: Detector = ThresholdEngine()
     else:
-        parser, correlator, engine = real_pipeline(settings)
-    if ledger is None:
-        ledger = MemoryLedger() if dry_run else SqliteLedger(ledger_path(settings))
+        parser, correlator, engine = real_pipeline(settings, ledger)
     daemon = Daemon(
         settings,
         clock=SystemClock(),

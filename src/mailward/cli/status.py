@@ -33,7 +33,7 @@ def render(h: dict[str, Any]) -> str:
         out.append(f"  ! {p}")
     out.append("sources:")
     for s in h["sources"]:
-        lag = "-" if s["lag_seconds"] is None else f"{s['lag_seconds']:.1f}s"
+        lag = "-" if s["newest_line_ts"] is None else f"{s['lag_seconds']:.1f}s"
         out.append(
             f"  {s['name']:<34} lag {lag:>7}  unread {_size(s['unread_bytes']):>9}  "
             f"lines {s['lines']}  events {s['events']}"

@@ -199,13 +199,6 @@ class DaemonSettings(Section):
     expire_interval: float = Field(
         5.0, gt=0, le=3600, description="Seconds between sweeps that expire ended bans."
     )
-    checkpoint_interval: float = Field(
-        0.5,
-        gt=0,
-        le=60,
-        description="At most this many seconds between commits of processed lines and "
-        "source positions (one transaction each).",
-    )
     start_at_end: bool = Field(
         False,
         description="A file seen for the first time is read from its end rather than from "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -18,7 +19,7 @@ from mailward.config.model import Settings
 from mailward.daemon.fanout import Fanout
 from mailward.daemon.ledger import Ledger
 from mailward.daemon.systemd import SystemdNotifier
-from mailward.daemon.tasks import Supervisor
+from mailward.daemon.tasks import Supervisor, spawn
 from mailward.decisions.model import Action, Decision
 from mailward.enforcers.bantable import as_network
 from mailward.enforcers.base import Enforcer
@@ -99,8 +100,11 @@ class SourceStatus:
     kind: str
     newest_line_ts: float | None = None  # log time of the newest line processed
     processed_ts: float | None = None  # wall time that line was processed
-    lag_seconds: float | None = None
-    unread_bytes: int | None = None
+    # How far behind: while lines wait (unread in the file, or read but not yet processed),
+    # how long the oldest has waited; otherwise the delay of the last line processed.
+    lag_seconds: float = 0.0
+    unread_bytes: int = 0  # 0 also when the source cannot tell (journald)
+    delay_seconds: float = 0.0  # processed_ts - newest_line_ts of the last batch
     last_error: str | None = None
     lines: int = 0
     events: int = 0
@@ -113,8 +117,9 @@ class SourceStatus:
             "kind": self.kind,
             "newest_line_ts": self.newest_line_ts,
             "processed_ts": self.processed_ts,
-            "lag_seconds": None if self.lag_seconds is None else round(self.lag_seconds, 3),
+            "lag_seconds": round(self.lag_seconds, 3),
             "unread_bytes": self.unread_bytes,
+            "delay_seconds": round(self.delay_seconds, 3),
             "last_error": self.last_error,
             "lines": self.lines,
             "events": self.events,
@@ -172,6 +177,9 @@ class Daemon:
         self._status = {s.name: SourceStatus(s.name, s.kind) for s in self.sources}
         self._queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=64)
         self._pending_enforce: list[Decision] = []
+        self._pending_batches: dict[str, deque[float]] = {}  # enqueue times, per source
+        self._feed: asyncio.Queue[Event] = asyncio.Queue(maxsize=100_000)
+        self.feed_dropped = 0
         self._enforce_wakeup = asyncio.Event()
         self._restore_pending = False
         self._stop = asyncio.Event()
@@ -210,6 +218,7 @@ class Daemon:
                 f"source:{source.name}", self._source_factory(source), restart_on_exit=True
             )
         self.supervisor.supervise("pipeline", self._pipeline)
+        self.supervisor.supervise("feed", self._feed_loop)
         self.supervisor.supervise("enforce", self._enforce_loop)
         self.supervisor.supervise("expire", self._expire_loop)
         if self.notifier.watchdog_interval:
@@ -248,9 +257,17 @@ class Daemon:
                 log.exception("component %s failed to stop", component.name)
         await self.supervisor.stop(names=[f"source:{s.name}" for s in self.sources])
         deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
+        pipeline = self.supervisor.info.get("pipeline")
+        while (
+            not self._queue.empty()
+            and pipeline is not None
+            and pipeline.state == "running"
+            and time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.02)
-        await self.supervisor.stop(names=["pipeline"])
+        await self.supervisor.stop(names=["pipeline", "feed"])
+        while not self._feed.empty():
+            await self._handle([self._feed.get_nowait() for _ in range(self._feed.qsize())], {}, {})
         tail = self.correlator.flush()
         if tail:
             await self._handle(tail, {}, {})
@@ -282,7 +299,9 @@ class Daemon:
     # -- feeding -----------------------------------------------------------------------------
     def _source_factory(self, source: LiveSource) -> Callable[[], Coroutine[Any, Any, None]]:
         async def read() -> None:
+            pending = self._pending_batches.setdefault(source.name, deque())
             async for batch in source.batches():
+                pending.append(self.clock.now())
                 await self._queue.put(batch)
 
         return read
@@ -305,32 +324,78 @@ class Daemon:
         correlated: list[Event] = []
         for batch in batches:
             status = self._status[batch.source]
-            for text, origin in batch.lines:
-                try:
-                    event = self.parser.parse(text, origin)
-                except Exception:
-                    self.counters.parse_errors += 1
-                    if (
-                        self.counters.parse_errors in (1, 100)
-                        or self.counters.parse_errors % 10000 == 0
-                    ):
-                        log.exception("parser failed on a line from %s", batch.source)
-                    continue
-                if event is None:
-                    status.unparsed += 1
-                    continue
+            for event in self._parse(batch):
                 status.events += 1
                 newest[batch.source] = max(newest.get(batch.source, event.ts), event.ts)
                 correlated.extend(self.correlator.push(event))
+            status.unparsed = status.lines + len(batch.lines) - status.events
             status.lines += len(batch.lines)
             self.counters.lines += len(batch.lines)
             positions[batch.source] = batch.position
             if batch.newest_ts is not None:
                 newest[batch.source] = max(newest.get(batch.source, 0.0), batch.newest_ts)
             status.processed_ts = wall
+            pending = self._pending_batches.get(batch.source)
+            if pending:
+                pending.popleft()
         for name, ts in newest.items():
-            self._status[name].newest_line_ts = ts
+            st = self._status[name]
+            st.newest_line_ts = ts
+            st.delay_seconds = max(0.0, wall - ts)
         await self._handle(correlated, positions, {})
+
+    def _parse(self, batch: Batch) -> list[Event]:
+        assert self.parser is not None
+        lines = batch.lines
+        block = getattr(self.parser, "parse_block", None)
+        first = lines[0][1] if lines else None
+        if block is not None and first is not None and first.line is not None:
+            # The parser's bulk path: a file batch is consecutive lines of one file.
+            try:
+                return list(block([text for text, _ in lines], first.source, first.line))
+            except Exception:
+                self._parse_failed(batch.source)
+        events = []
+        for text, origin in lines:
+            try:
+                event = self.parser.parse(text, origin)
+            except Exception:
+                self._parse_failed(batch.source)
+                continue
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _parse_failed(self, source: str) -> None:
+        self.counters.parse_errors += 1
+        if self.counters.parse_errors in (1, 100) or self.counters.parse_errors % 10000 == 0:
+            log.exception("parser failed on a line from %s", source)
+
+    def submit_event(self, event: Event) -> None:
+        """Hand over one event from a component (Dovecot ``report``) without waiting; it is
+        detected, stored and published like a log line. Dropped and counted when 100,000 wait."""
+        try:
+            self._feed.put_nowait(event)
+        except asyncio.QueueFull:
+            self.feed_dropped += 1
+            if self.feed_dropped == 1 or self.feed_dropped % 1000 == 0:
+                log.error("component events dropped: %d (detectors too slow)", self.feed_dropped)
+
+    def submit_decisions(self, decisions: list[Decision]) -> None:
+        """Decisions a component already took on the daemon's engine (policy servers): enforced
+        with the next batch, recorded and published, without waiting."""
+        if not decisions:
+            return
+        self._queue_enforcement(decisions)
+        spawn(self._commit([], list(decisions), {}), name="commit:component-decisions")
+        self._published(decisions)
+
+    async def _feed_loop(self) -> None:
+        while True:
+            events = [await self._feed.get()]
+            while len(events) < COMMIT_LINES and not self._feed.empty():
+                events.append(self._feed.get_nowait())
+            await self._handle(events, {}, {})
 
     async def feed(self, events: Sequence[Event]) -> list[Decision]:
         """Events from a component (e.g. Dovecot ``report``): detect, store, publish."""
@@ -504,23 +569,20 @@ class Daemon:
         out = []
         for source in self.sources:
             st = self._status[source.name]
-            st.unread_bytes = source.unread_bytes()
+            unread = source.unread_bytes()
+            st.unread_bytes = unread or 0
             st.last_error = source.last_error
             st.detail = source.status()
-            behind = bool(st.unread_bytes) or any(
-                b.source == source.name for b in self._queue_snapshot()
-            )
-            if st.newest_line_ts is None:
-                st.lag_seconds = None
-            elif behind:
-                st.lag_seconds = max(0.0, now - st.newest_line_ts)
-            else:
-                st.lag_seconds = max(0.0, (st.processed_ts or now) - st.newest_line_ts)
+            waiting = 0.0
+            if unread:
+                caught_up = getattr(source, "caught_up_at", None) or self.started_at or now
+                waiting = now - caught_up
+            pending = self._pending_batches.get(source.name)
+            if pending:
+                waiting = max(waiting, now - pending[0])
+            st.lag_seconds = max(0.0, waiting) if waiting > 0 else st.delay_seconds
             out.append(st)
         return out
-
-    def _queue_snapshot(self) -> list[Batch]:
-        return list(self._queue._queue)  # type: ignore[attr-defined]
 
     def active_bans(self) -> list[Decision]:
         now = self.clock.now()
@@ -567,7 +629,7 @@ class Daemon:
         }
 
     def _status_line(self) -> str:
-        lag = [s.lag_seconds for s in self._status.values() if s.lag_seconds is not None]
+        lag = [s.lag_seconds for s in self._status.values()]
         return (
             f"{self.counters.lines} lines, {self.counters.events} events, "
             f"{self.counters.decisions} decisions, max lag {max(lag, default=0):.1f}s"

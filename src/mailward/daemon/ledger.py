@@ -43,6 +43,10 @@ class Ledger(Protocol):
 
     def event_count(self) -> int: ...
 
+    def offences(self, target: str, since: float) -> int:
+        """Detector bans of ``target`` at or after ``since`` (escalation across restarts)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -132,6 +136,16 @@ class MemoryLedger:
     def event_count(self) -> int:
         return len(self.events)
 
+    def offences(self, target: str, since: float) -> int:
+        return sum(
+            1
+            for d in self.decisions
+            if d.target == target
+            and d.action is Action.BAN
+            and d.rule != "manual"
+            and d.ts >= since
+        )
+
     def close(self) -> None:
         return None
 
@@ -147,6 +161,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     rule TEXT NOT NULL, until REAL, reason TEXT NOT NULL, offence INTEGER NOT NULL,
     evidence TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS decisions_until ON decisions(until);
+CREATE INDEX IF NOT EXISTS decisions_target ON decisions(target, ts);
 """
 
 
@@ -232,6 +247,15 @@ class SqliteLedger:
     def event_count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def offences(self, target: str, since: float) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM decisions WHERE target = ? AND action = 'ban' "
+                "AND rule != 'manual' AND ts >= ?",
+                (target, since),
+            ).fetchone()
+        return int(row[0])
 
     def events_json(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -42,6 +42,16 @@ def canonical_target(target: str) -> str:
     return str(net)
 
 
+Slot = tuple[int, int, int]
+"""(IP version, prefix length, network as int): a parsed address or prefix target."""
+
+
+def slot_of(target: str) -> Slot:
+    """The slot of an address or CIDR target (ValueError for anything else)."""
+    net = ip_network(target, strict=False)
+    return net.version, net.prefixlen, int(net.network_address)
+
+
 def _is_active(decision: Decision, now: float) -> bool:
     return decision.until is None or decision.until > now
 
@@ -61,25 +71,33 @@ class Ledger:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def add(self, decision: Decision) -> Decision | None:
+    def add(self, decision: Decision, slot: Slot | None = None) -> Decision | None:
         """Record a BAN or PROTECT_USER decision; returns the stored (merged) decision when it
-        changed anything, ``None`` when an active decision already covered it."""
+        changed anything, ``None`` when an active decision already covered it. Callers that
+        built the target themselves may pass its ``slot`` (and a canonical target) to skip
+        parsing it again."""
         if decision.action not in (Action.BAN, Action.PROTECT_USER):
             raise ValueError(f"the ledger holds bans and protections, not {decision.action}")
-        target = canonical_target(decision.target)
-        if target != decision.target:
-            decision = replace(decision, target=target)
-        table, key = self._slot(target)
+        if slot is None:
+            target = canonical_target(decision.target)
+            if target != decision.target:
+                decision = replace(decision, target=target)
+        table, key = self._table(decision.target, slot)
         old = table.get(key)
         if old is not None and _is_active(old, decision.ts):
             if old.until is None or (decision.until is not None and decision.until <= old.until):
                 return None
-            decision = replace(decision, offence=max(old.offence, decision.offence))
+            if old.offence > decision.offence:
+                decision = replace(decision, offence=old.offence)
         if old is None:
             self._count += 1
         table[key] = decision
         if decision.until is not None:
-            self._buckets.setdefault(int(decision.until // _BUCKET), []).append(target)
+            bucket = int(decision.until // _BUCKET)
+            due = self._buckets.get(bucket)
+            if due is None:
+                due = self._buckets[bucket] = []
+            due.append(decision.target)
         return decision
 
     def remove(self, target: str) -> Decision | None:
@@ -115,8 +133,11 @@ class Ledger:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, target: str, now: float) -> Decision | None:
-        table, key = self._slot(canonical_target(target))
+    def get(self, target: str, now: float, slot: Slot | None = None) -> Decision | None:
+        """The active decision on exactly ``target`` (its ``slot`` may be given, as in ``add``)."""
+        if slot is None:
+            target = canonical_target(target)
+        table, key = self._table(target, slot)
         decision = table.get(key)
         return decision if decision is not None and _is_active(decision, now) else None
 
@@ -155,11 +176,16 @@ class Ledger:
         yield from self._users.values()
 
     def _slot(self, target: str) -> tuple[dict[int | str, Decision], int | str]:
-        if target.startswith(USER_PREFIX):
-            return self._users, target
-        net = ip_network(target, strict=False)
-        family = self._nets[net.version]
-        table = family.get(net.prefixlen)
+        return self._table(target, None)
+
+    def _table(self, target: str, slot: Slot | None) -> tuple[dict[int | str, Decision], int | str]:
+        if slot is None:
+            if target.startswith(USER_PREFIX):
+                return self._users, target
+            slot = slot_of(target)
+        version, prefixlen, value = slot
+        family = self._nets[version]
+        table = family.get(prefixlen)
         if table is None:
-            table = family[net.prefixlen] = {}
-        return table, int(net.network_address)
+            table = family[prefixlen] = {}
+        return table, value

@@ -8,11 +8,12 @@ never see the ledger, the history or the clock.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
-from mailward.decisions.ledger import network_of
-from mailward.decisions.model import Action
+from mailward.decisions.ledger import Slot, network_of
+from mailward.decisions.model import Action, Decision
 
 IPAddress = IPv4Address | IPv6Address
 Evidence = dict[str, int | float | str]
@@ -27,7 +28,9 @@ def canonical_user(name: str | None) -> str | None:
     name = name.strip().lower()
     if not name:
         return None
-    return name[:MAX_USERNAME]
+    # One string object per distinct name, however many events carry it: it is a key in
+    # several tables and the bans' evidence.
+    return sys.intern(name[:MAX_USERNAME])
 
 
 def need(threshold: int, factor: float) -> int:
@@ -47,11 +50,29 @@ class Source:
     country: str | None = None
     asn: int | None = None
     banned: bool = False  # already covered by an active ban (count, but do not ban again)
+    cover: Decision | None = None  # that ban
+    address: str = ""  # str(ip), made once
+
+    def __post_init__(self) -> None:
+        if not self.address:
+            self.address = str(self.ip)
 
     @property
     def prefix_target(self) -> str:
         """The containing prefix as a decision target (``198.51.100.0/24``)."""
         return str(network_of(self.ip, self.prefixlen))
+
+    @property
+    def slot(self) -> Slot:
+        """The address as a ledger slot."""
+        return (self.ip.version, 32 if self.ip.version == 4 else 128, int(self.ip))
+
+    @property
+    def prefix_slot(self) -> Slot:
+        """The containing prefix as a ledger slot."""
+        bits = 32 if self.ip.version == 4 else 128
+        value = int(self.ip) >> (bits - self.prefixlen) << (bits - self.prefixlen)
+        return (self.ip.version, self.prefixlen, value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,10 +111,10 @@ class Distributed:
             findings.append(
                 Finding(
                     "user_under_attack",
-                    str(src.ip),
+                    src.address,
                     Action.BAN,
                     cfg.first_failure_ban,
-                    f"failed on {target} (under attack) from a source that is not known-good",
+                    "failed on a username under attack, from a source that is not known-good",
                     {"user": user, "failures": 1},
                 )
             )
@@ -158,7 +158,7 @@ class Distributed:
         return [
             Finding(
                 "asn",
-                str(src.ip),
+                src.address,
                 Action.BAN,
                 self.cfg.first_failure_ban,
                 f"failure from AS{src.asn}, hostile after {distinct} distinct failing addresses",

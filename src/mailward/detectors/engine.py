@@ -9,15 +9,16 @@ argument, so the daemon, the policy servers and ``mailward replay`` share this o
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Any
 
 from mailward.config.model import DetectorSettings, Settings
-from mailward.decisions.ledger import Ledger
+from mailward.decisions.ledger import Ledger, Slot, slot_of
 from mailward.decisions.model import USER_PREFIX, Action, Decision
-from mailward.detectors.base import Finding, Source, canonical_user
+from mailward.detectors.base import Evidence, Finding, Source, canonical_user
 from mailward.detectors.distributed import ATTACK, GOOD_IP, NET_SOURCES, USER_SOURCES, Distributed
 from mailward.detectors.enumeration import ENUM_IP, ENUM_NET, Enumeration
 from mailward.detectors.failures import ATTEMPT, FAIL, OWNER_FAIL, AddressFailures
@@ -98,7 +99,12 @@ class Engine:
             or bool(settings.geo.country_failures)
             or (settings.distributed.enabled and settings.distributed.asn_sources > 0)
         )
-        self._announced: dict[str, float] = {}  # username -> protection expiry last announced
+        protect = settings.distributed.protect
+        # a protection is re-announced when extended by this much (always before it runs out)
+        self._gap = min(max(60.0, protect / 6), protect / 2)
+        # a ban this long outlasts every failure window: the failure times can go
+        self._drop_after = self.failures.window
+        self._shared: dict[tuple[str, tuple[object, ...]], tuple[str, Evidence]] = {}
         self._next_sweep = 0.0
         self._next_history_sweep = 0.0
         self.counts = {"events": 0, "decisions": 0, "exempt": 0}
@@ -137,8 +143,11 @@ class Engine:
             key=key,
             prefix=prefix_key(ip, cfg.prefix_v4, cfg.prefix_v6),
             prefixlen=cfg.prefix_v4 if ip.version == 4 else cfg.prefix_v6,
-            banned=self.ledger.covering(ip, now) is not None,
+            address=str(ip),
         )
+        cover = self.ledger.covering(ip, now)
+        if cover is not None:
+            src.banned, src.cover = True, cover
         if self.state.marked(GOOD_IP, key, now) is not None:
             src.factor = cfg.safety.known_good_factor
         if self._need_geo and self.geo is not None:
@@ -161,7 +170,13 @@ class Engine:
             user = None  # enumeration, not an attack on an account worth protecting
         owner = user is not None and self.distributed.is_known_good(self.state, user, src, now)
         n = max(1, event.attempts)
-        findings = self.failures.on_failure(self.state, src, now, n, owner=owner)
+        cover = src.cover
+        if cover is None or (cover.until is not None and cover.until - cover.ts < self._drop_after):
+            findings = self.failures.on_failure(self.state, src, now, n, owner=owner)
+        else:
+            # Banned for longer than any failure window (a bot's first-failure ban): counting
+            # what slips through while the firewall catches up would only cost memory.
+            findings = []
         findings += self.georule.on_failure(src)
         findings += self.distributed.on_failure(self.state, src, user, now, owner=owner)
         findings += self.distributed.on_asn_failure(self.state, src, now)
@@ -197,7 +212,7 @@ class Engine:
         if not findings:
             return []
         out: list[Decision] = []
-        address = str(src.ip)
+        address = src.address
         ip_best: Finding | None = None
         nets: dict[str, Finding] = {}
         for finding in findings:
@@ -212,25 +227,44 @@ class Engine:
                     nets[finding.target] = finding
         covered = False
         for finding in nets.values():
-            decision = self._ban(finding, now)
+            slot = src.prefix_slot if finding.target == src.prefix_target else None
+            decision = self._ban(finding, now, slot)
             if decision is not None:
                 out.append(decision)
                 covered = True
         if ip_best is not None and not covered:
-            cover = self.ledger.covering(src.ip, now) if src.banned else None
+            cover = src.cover
             # A ban on the address itself may still grow; one on its prefix already holds it.
             if cover is None or cover.target == address:
-                decision = self._ban(ip_best, now)
+                decision = self._ban(ip_best, now, src.slot)
                 if decision is not None:
                     out.append(decision)
+                    if decision.until is not None and decision.until - now >= self._drop_after:
+                        # Its failure times leave every window before the ban ends: forget
+                        # them now (a million banned bots must not cost twice).
+                        self.state.reset(FAIL, src.key)
         return out
 
-    def _ban(self, finding: Finding, now: float) -> Decision | None:
+    def _intern(self, finding: Finding) -> tuple[str, Evidence]:
+        """Share equal reasons and evidence between decisions: a botnet's first-failure bans
+        all say the same, and a million copies would cost more than the bans themselves.
+        Evidence is read-only by contract (``Decision`` is frozen)."""
+        key = (finding.reason, tuple(finding.evidence.items()))
+        hit = self._shared.get(key)
+        if hit is None:
+            if len(self._shared) >= 4096:
+                self._shared.clear()
+            hit = self._shared[key] = (finding.reason, finding.evidence)
+        return hit
+
+    def _ban(self, finding: Finding, now: float, slot: Slot | None) -> Decision | None:
         target = finding.target
-        if "/" in target and self.exempt.overlaps(ip_network(target)):
+        if slot is None:
+            slot = slot_of(target)
+        if slot[1] < (32 if slot[0] == 4 else 128) and self.exempt.overlaps(ip_network(target)):
             return None
         esc = self.settings.escalation
-        existing = self.ledger.get(target, now)
+        existing = self.ledger.get(target, now, slot)
         if existing is not None:
             # Still failing while banned (the firewall lags the log): a stronger rule may
             # lengthen the ban, at the same offence count.
@@ -251,7 +285,7 @@ class Engine:
             return None
         if not self.breaker.allow(now):
             return None
-        evidence = finding.evidence
+        reason, evidence = self._intern(finding)
         if offence > 1:
             evidence = {**evidence, "previous_offences": offence - 1}
         decision = Decision(
@@ -260,38 +294,45 @@ class Engine:
             action=Action.BAN,
             rule=finding.rule,
             until=now + duration,
-            reason=finding.reason,
+            reason=reason,
             offence=offence,
             evidence=evidence,
         )
-        stored = self.ledger.add(decision)
+        stored = self.ledger.add(decision, slot)
         if record:
             self.history.record(target, now)
         return stored
 
     def _protect(self, finding: Finding, now: float) -> list[Decision]:
-        user = finding.target[len(USER_PREFIX) :]
-        until = now + finding.duration
+        decision = self._touch(sys.intern(finding.target[len(USER_PREFIX) :]), now, finding)
+        return [] if decision is None else [decision]
+
+    def _touch(self, user: str, now: float, finding: Finding | None = None) -> Decision | None:
+        """Extend the protection of ``user``. The ledger, and the caller through the returned
+        decision, hear of it only when it moved by ``_gap``: a long attack is not a decision
+        per attempt, and the ledger's expiry never passes while attempts go on."""
+        until = now + self.settings.distributed.protect
         self.state.mark(ATTACK, user, until)
+        current = self.ledger.user(user, now)
+        if current is not None and (current.until is None or until - current.until < self._gap):
+            return None
+        evidence: Mapping[str, int | float | str]
+        if finding is not None:
+            rule, reason, evidence = finding.rule, finding.reason, finding.evidence
+        elif current is not None:
+            rule, reason, evidence = current.rule, current.reason, current.evidence
+        else:
+            rule, reason, evidence = "user_under_attack", "attack goes on", {}
         decision = Decision(
             ts=now,
-            target=finding.target,
+            target=USER_PREFIX + user,
             action=Action.PROTECT_USER,
-            rule=finding.rule,
+            rule=rule,
             until=until,
-            reason=finding.reason,
-            evidence=finding.evidence,
+            reason=reason,
+            evidence=evidence,
         )
-        fresh = self.ledger.user(user, now) is None
-        stored = self.ledger.add(decision)
-        if stored is None:
-            return []
-        # Extensions happen on every rejected attempt: announce them only now and then.
-        gap = max(60.0, finding.duration / 6)
-        if fresh or until - self._announced.get(user, 0.0) >= gap:
-            self._announced[user] = until
-            return [stored]
-        return []
+        return self.ledger.add(decision)
 
     # -- in-line ----------------------------------------------------------------------------
 
@@ -324,8 +365,12 @@ class Engine:
                 prefixlen=cfg.prefix_v4 if ip.version == 4 else cfg.prefix_v6,
             )
             if not self.distributed.is_known_good(self.state, user, src, now):
-                protection = self._extend(user, now)
-                return Verdict(False, reason=f"user:{user} is under attack", decision=protection)
+                self._touch(user, now)  # every rejected attempt extends the protection
+                return Verdict(
+                    False,
+                    reason=f"user:{user} is under attack",
+                    decision=self.ledger.user(user, now),
+                )
         tarpit = self.settings.tarpit
         if tarpit.enabled and tarpit.per_failure > 0:
             recent = self.failures.recent(self.state, key, now)
@@ -336,17 +381,6 @@ class Engine:
                 delay = min(tarpit.max_delay, tarpit.per_failure * recent / factor)
                 return Verdict(True, tarpit=delay, reason=f"{recent} recent failures")
         return ALLOW
-
-    def _extend(self, user: str, now: float) -> Decision | None:
-        until = now + self.settings.distributed.protect
-        self.state.mark(ATTACK, user, until)
-        current = self.ledger.user(user, now)
-        if current is None:
-            return None
-        if current.until is not None and current.until < until:
-            self.ledger.add(replace(current, ts=now, until=until))
-            current = self.ledger.user(user, now)
-        return current
 
     # -- operator and store -----------------------------------------------------------------
 
@@ -362,7 +396,6 @@ class Engine:
             user = decision.target[len(USER_PREFIX) :]
             until = decision.until if decision.until is not None else float("inf")
             self.state.mark(ATTACK, user, until)
-            self._announced[user] = until
             self.ledger.add(decision)
             return
         net = decision.network
@@ -377,7 +410,6 @@ class Engine:
             user = target[len(USER_PREFIX) :]
             self.state.unmark(ATTACK, user)
             self.state.reset(USER_SOURCES, user)
-            self._announced.pop(user, None)
             return
         net = ip_network(target, strict=False)
         cfg = self.settings
@@ -400,7 +432,9 @@ class Engine:
         for old in self.ledger.expire(now):
             if old.is_user:
                 user = old.target[len(USER_PREFIX) :]
-                self._announced.pop(user, None)
+                if self.state.marked(ATTACK, user, now) is not None:
+                    self._touch(user, now)  # attempts went on in-line: still protected
+                    continue
             out.append(
                 Decision(
                     ts=now,

@@ -31,7 +31,7 @@ class Enumeration:
             findings.append(
                 Finding(
                     "enumeration",
-                    str(src.ip),
+                    src.address,
                     Action.BAN,
                     cfg.ban,
                     f"{seen} unknown users or recipients in {fmt_duration(cfg.window)}",

@@ -54,35 +54,45 @@ class AddressFailures:
         if rate.enabled:
             short_windows.append(rate.window)
         self.owner_window = max(short_windows, default=60.0)
-
-    def _count(self, state: StateStore, src: Source, now: float, window: float, long: bool) -> int:
-        seen = state.count(FAIL, src.key, now, window)
-        if not long:
-            seen += state.count(OWNER_FAIL, src.key, now, window)
-        return seen
+        # one read answers every rule: the rate window first, then one per step
+        self.windows = (rate.window, *(s.window for s in self.steps))
+        # below this many failures in the longest window no rule can fire
+        least = [s.failures for s in self.steps] + list(settings.geo.country_failures.values())
+        if rate.enabled:
+            least.append(rate.attempts + 1)
+        self.least = min(least, default=1 << 30)
 
     def on_failure(
         self, state: StateStore, src: Source, now: float, n: int, *, owner: bool = False
     ) -> list[Finding]:
         """``owner``: the username has logged in successfully from this source of late."""
-        if owner:
-            state.hit(OWNER_FAIL, src.key, now, window=self.owner_window, cap=self.cap, n=n)
-        else:
-            state.hit(FAIL, src.key, now, window=self.window, cap=self.cap, n=n)
-        findings: list[Finding] = []
         rate = self.settings.rate_limit
+        key = src.key
+        if owner:
+            mine = state.hit(OWNER_FAIL, key, now, window=self.owner_window, cap=self.cap, n=n)
+            total = mine + state.count(FAIL, key, now, self.window)
+        else:
+            total = state.hit(FAIL, key, now, window=self.window, cap=self.cap, n=n)
+            total += state.count(OWNER_FAIL, key, now, self.owner_window)
+        if rate.count_successes and rate.enabled:
+            state.hit(ATTEMPT, key, now, window=rate.window, cap=self.rate_cap, n=n)
+        elif total < self.least:
+            return []  # the common case: a bot's first tries trip nothing
+        windows = self.windows
+        fails = state.counts(FAIL, key, now, windows)
+        owned = state.counts(OWNER_FAIL, key, now, windows)
+        findings: list[Finding] = []
         if rate.enabled:
             if rate.count_successes:
-                state.hit(ATTEMPT, src.key, now, window=rate.window, cap=self.rate_cap, n=n)
-                seen = state.count(ATTEMPT, src.key, now, rate.window)
+                seen = state.count(ATTEMPT, key, now, rate.window)
             else:
-                seen = self._count(state, src, now, rate.window, long=False)
+                seen = fails[0] + owned[0]
             allowed = need(rate.attempts, src.factor)
             if seen > allowed:
                 findings.append(
                     Finding(
                         "rate_limit",
-                        str(src.ip),
+                        src.address,
                         Action.BAN,
                         rate.ban,
                         f"{seen} attempts in {fmt_duration(rate.window)} (limit {allowed})",
@@ -90,12 +100,13 @@ class AddressFailures:
                     )
                 )
         best: Finding | None = None
-        for i, step in enumerate(self.steps):
+        for i, step in enumerate(self.steps, 1):
             threshold = step.failures
-            if i == 0 and step.rule == "short_ban" and src.country is not None:
+            if i == 1 and step.rule == "short_ban" and src.country is not None:
                 threshold = self.settings.geo.country_failures.get(src.country, threshold)
             required = need(threshold, src.factor)
-            seen = self._count(state, src, now, step.window, long=step.rule == "long_window")
+            # An owner's stale device never counts toward the long window.
+            seen = fails[i] if step.rule == "long_window" else fails[i] + owned[i]
             if seen >= required and (best is None or step.ban > best.duration):
                 evidence: dict[str, int | float | str] = {
                     "failures": seen,
@@ -106,7 +117,7 @@ class AddressFailures:
                     evidence["country"] = src.country
                 best = Finding(
                     step.rule,
-                    str(src.ip),
+                    src.address,
                     Action.BAN,
                     step.ban,
                     f"{seen} failed logins in {fmt_duration(step.window)}",
@@ -127,7 +138,7 @@ class AddressFailures:
         return [
             Finding(
                 "rate_limit",
-                str(src.ip),
+                src.address,
                 Action.BAN,
                 rate.ban,
                 f"{seen} attempts in {fmt_duration(rate.window)} (limit {allowed})",

@@ -92,4 +92,4 @@ class GeoRule:
             evidence["country"] = src.country
         if src.asn is not None:
             evidence["asn"] = src.asn
-        return [Finding("geo", str(src.ip), Action.BAN, self.cfg.ban, why, evidence)]
+        return [Finding("geo", src.address, Action.BAN, self.cfg.ban, why, evidence)]

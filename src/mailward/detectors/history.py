@@ -7,10 +7,7 @@ store knew before this process started (``SqliteStore.offences(target, since)`` 
 
 from __future__ import annotations
 
-from ipaddress import ip_address
 from typing import Protocol
-
-from mailward.detectors.keys import ip_key
 
 _MAX_KEPT = 32  # beyond this many offences the ban is capped anyway
 
@@ -31,26 +28,19 @@ class OffenderHistory(Protocol):
         ...
 
 
-def _compact(target: str) -> int | str:
-    # Most targets are single addresses: an int key costs half a string.
-    try:
-        return ip_key(ip_address(target))
-    except ValueError:
-        return target
-
-
 class MemoryHistory:
     """Offence times per target, kept for ``keep`` seconds (default 400 days)."""
 
     def __init__(self, keep: float = 400 * 86400.0) -> None:
         self.keep = keep
-        self._times: dict[int | str, float | tuple[float, ...]] = {}
+        # keyed by the target string the ledger's decision holds anyway
+        self._times: dict[str, float | tuple[float, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._times)
 
     def offences(self, target: str, since: float) -> int:
-        times = self._times.get(_compact(target))
+        times = self._times.get(target)
         if times is None:
             return 0
         if isinstance(times, float):
@@ -58,7 +48,7 @@ class MemoryHistory:
         return sum(1 for t in times if t >= since)
 
     def record(self, target: str, ts: float) -> None:
-        key = _compact(target)
+        key = target
         old = self._times.get(key)
         horizon = ts - self.keep
         if old is None:

@@ -8,6 +8,8 @@ minute its state runs out, and ``sweep(now)`` drops what is due, at a cost propo
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from typing import Protocol
 
 Key = int | str
@@ -15,6 +17,22 @@ Key = int | str
 
 _BUCKET = 60.0
 _SMALL = 8  # distinct sets up to this size live in a flat tuple, not a dict
+_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def _codec(n: int) -> struct.Struct:
+    codec = _STRUCTS.get(n)
+    if codec is None:
+        codec = _STRUCTS[n] = struct.Struct(f"<{n}I")
+    return codec
+
+
+def _unpack(packed: bytes) -> tuple[int, ...]:
+    return _codec(len(packed) // 4).unpack(packed)
+
+
+def _pack(times: list[int]) -> bytes:
+    return _codec(len(times)).pack(*times)
 
 
 class StateStore(Protocol):
@@ -29,6 +47,10 @@ class StateStore(Protocol):
 
     def count(self, space: str, key: Key, now: float, window: float) -> int:
         """Recorded events within ``window`` before ``now`` (at most the ``cap`` of the writes)."""
+        ...
+
+    def counts(self, space: str, key: Key, now: float, windows: Sequence[float]) -> list[int]:
+        """``count`` for several windows in one read."""
         ...
 
     def add_member(
@@ -63,39 +85,52 @@ class StateStore(Protocol):
 
 class MemoryState:
     """In-process ``StateStore``. Compact on purpose (a botnet means a million keys): a counter
-    is one float or a tuple of floats, a small distinct set a flat tuple ``(m1, t1, m2, t2…)``."""
+    is one ``bytes`` of packed 32-bit deciseconds since the store's epoch (12 bytes for three
+    events), a small distinct set a flat tuple ``(m1, t1, m2, t2…)``, and the expiry index holds
+    only references to keys that exist anyway."""
 
     def __init__(self) -> None:
-        self._counters: dict[str, dict[Key, float | tuple[float, ...]]] = {}
+        self._counters: dict[str, dict[Key, bytes]] = {}
         self._sets: dict[str, dict[Key, tuple[Key | float, ...] | dict[Key, float]]] = {}
         self._marks: dict[str, dict[Key, float]] = {}
         self._windows: dict[tuple[str, str], float] = {}
-        # minute bucket -> (kind, space, key) whose state may run out in that minute
-        self._due: dict[int, list[tuple[str, str, Key]]] = {}
+        # (kind, space) -> minute bucket -> keys whose state may run out in that minute
+        self._due: dict[tuple[str, str], dict[int, list[Key]]] = {}
+        self._epoch: float | None = None
 
     # -- counters ---------------------------------------------------------------------------
 
+    def _ds(self, t: float) -> int:
+        """``t`` as deciseconds since the epoch, clamped into 32 bits."""
+        epoch = self._epoch
+        if epoch is None:
+            epoch = self._epoch = float(int(t) - 1)
+        return min(max(0, int((t - epoch) * 10)), 0xFFFFFFFF)
+
+    def _last(self, packed: bytes) -> float:
+        assert self._epoch is not None
+        return self._epoch + int.from_bytes(packed[-4:], "little") / 10
+
     def hit(self, space: str, key: Key, now: float, *, window: float, cap: int, n: int = 1) -> int:
-        now = float(now)  # the compact forms tell a single time from a tuple by its type
         table = self._counters.get(space)
         if table is None:
             table = self._counters[space] = {}
             self._windows["c", space] = window
         old = table.get(key)
-        horizon = now - window
-        if old is None:
-            times: tuple[float, ...] = ()
-        elif isinstance(old, float):
-            times = (old,) if old > horizon else ()
-        else:
-            times = tuple(t for t in old if t > horizon)
-        times = (times + (now,) * max(0, min(n, cap)))[-cap:]
+        now_ds = self._ds(now)
+        horizon = now_ds - int(window * 10)
+        times: list[int] = []
+        if old is not None:
+            times = [t for t in _unpack(old) if t > horizon]
+        times.extend([now_ds] * max(0, min(n, cap)))
+        if len(times) > cap:
+            times = times[-cap:]
         if not times:
             table.pop(key, None)
             return 0
-        table[key] = times[0] if len(times) == 1 else times
-        prev_last = old if isinstance(old, float) else (old[-1] if old else None)
-        self._file("c", space, key, now + window, None if prev_last is None else prev_last + window)
+        table[key] = _pack(times)
+        if old is None:
+            self._file("c", space, key, now + window)
         return len(times)
 
     def count(self, space: str, key: Key, now: float, window: float) -> int:
@@ -103,10 +138,17 @@ class MemoryState:
         old = None if table is None else table.get(key)
         if old is None:
             return 0
-        horizon = now - window
-        if isinstance(old, float):
-            return 1 if old > horizon else 0
-        return sum(1 for t in old if t > horizon)
+        horizon = self._ds(now) - int(window * 10)
+        return sum(1 for t in _unpack(old) if t > horizon)
+
+    def counts(self, space: str, key: Key, now: float, windows: Sequence[float]) -> list[int]:
+        table = self._counters.get(space)
+        old = None if table is None else table.get(key)
+        if old is None:
+            return [0] * len(windows)
+        now_ds = self._ds(now)
+        times = _unpack(old)
+        return [sum(1 for t in times if t > now_ds - int(w * 10)) for w in windows]
 
     # -- distinct members -------------------------------------------------------------------
 
@@ -121,23 +163,24 @@ class MemoryState:
         horizon = now - window
         old = table.get(key)
         prev_last: float | None = None
-        if old is None or isinstance(old, tuple):
-            flat: tuple[Key | float, ...] = old or ()
-            if flat:
-                prev_last = float(flat[-1])
-            pairs = [
-                (flat[i], flat[i + 1])
-                for i in range(0, len(flat), 2)
-                if flat[i] != member and float(flat[i + 1]) > horizon
-            ]
-            pairs.append((member, now))
-            if len(pairs) > cap:
-                pairs = pairs[-cap:]
-            if len(pairs) <= _SMALL:
-                table[key] = tuple(x for pair in pairs for x in pair)
+        if old is None:
+            table[key] = (member, now)
+            size = 1
+        elif isinstance(old, tuple):
+            prev_last = float(old[-1])
+            kept: list[Key | float] = []
+            for i in range(0, len(old), 2):
+                if old[i] != member and float(old[i + 1]) > horizon:
+                    kept += (old[i], old[i + 1])
+            kept += (member, now)
+            size = len(kept) // 2
+            if size > cap:
+                kept = kept[2 * (size - cap) :]
+                size = cap
+            if size <= _SMALL:
+                table[key] = tuple(kept)
             else:
-                table[key] = {m: float(t) for m, t in pairs}  # type: ignore[misc]
-            size = len(pairs)
+                table[key] = {kept[i]: float(kept[i + 1]) for i in range(0, len(kept), 2)}  # type: ignore[misc]
         else:
             members = old
             prev_last = next(reversed(members.values()), None)
@@ -150,7 +193,8 @@ class MemoryState:
                     break
                 del members[first]
             size = len(members)
-        self._file("s", space, key, now + window, None if prev_last is None else prev_last + window)
+        if prev_last is None:
+            self._file("s", space, key, now + window)
         return size
 
     def has_member(self, space: str, key: Key, member: Key, now: float, window: float) -> bool:
@@ -187,7 +231,8 @@ class MemoryState:
         if old is not None and old >= until:
             return old
         table[key] = until
-        self._file("m", space, key, until, old)
+        if old is None:
+            self._file("m", space, key, until)
         return until
 
     def marked(self, space: str, key: Key, now: float) -> float | None:
@@ -208,50 +253,59 @@ class MemoryState:
 
     # -- expiry -----------------------------------------------------------------------------
 
-    def _file(self, kind: str, space: str, key: Key, ends: float, prev_ends: float | None) -> None:
+    def _file(self, kind: str, space: str, key: Key, ends: float) -> None:
+        # A key is filed once, when it appears, under the minute its state would run out; the
+        # sweep re-files it if it was extended since. The list holds the very key object the
+        # table holds, so the index costs one pointer per key.
         bucket = int(ends // _BUCKET) + 1
-        if prev_ends is not None and int(prev_ends // _BUCKET) + 1 == bucket:
-            return  # already filed under this minute
-        due = self._due.get(bucket)
+        buckets = self._due.get((kind, space))
+        if buckets is None:
+            buckets = self._due[kind, space] = {}
+        due = buckets.get(bucket)
         if due is None:
-            due = self._due[bucket] = []
-        due.append((kind, space, key))
+            due = buckets[bucket] = []
+        due.append(key)
 
     def sweep(self, now: float) -> int:
         dropped = 0
         current = int(now // _BUCKET)
-        for bucket in sorted(b for b in self._due if b <= current):
-            for kind, space, key in self._due.pop(bucket):
-                if kind == "m":
-                    marks = self._marks.get(space)
-                    until = None if marks is None else marks.get(key)
-                    if marks is not None and until is not None and until <= now:
-                        del marks[key]
+        for (kind, space), buckets in self._due.items():
+            for bucket in sorted(b for b in buckets if b <= current):
+                keys = buckets.pop(bucket)
+                for key in keys:
+                    ends = self._ends(kind, space, key)
+                    if ends is None:
+                        continue  # reset or unmarked meanwhile
+                    if ends <= now:
+                        self._drop(kind, space, key)
                         dropped += 1
-                    continue
-                window = self._windows[kind, space]
-                if kind == "c":
-                    counters = self._counters[space]
-                    value = counters.get(key)
-                    if value is None:
-                        continue
-                    last = value if isinstance(value, float) else value[-1]
-                    if last + window <= now:
-                        del counters[key]
-                        dropped += 1
-                else:
-                    sets = self._sets[space]
-                    members = sets.get(key)
-                    if members is None:
-                        continue
-                    if isinstance(members, tuple):
-                        last = float(members[-1])
                     else:
-                        last = next(reversed(members.values()))
-                    if last + window <= now:
-                        del sets[key]
-                        dropped += 1
+                        self._file(kind, space, key, ends)
         return dropped
+
+    def _ends(self, kind: str, space: str, key: Key) -> float | None:
+        """When the state of ``key`` runs out, or None if there is none."""
+        if kind == "m":
+            return self._marks[space].get(key)
+        if kind == "c":
+            packed = self._counters[space].get(key)
+            return None if packed is None else self._last(packed) + self._windows["c", space]
+        members = self._sets[space].get(key)
+        if members is None:
+            return None
+        if isinstance(members, tuple):
+            last = float(members[-1])
+        else:
+            last = next(reversed(members.values()))
+        return last + self._windows["s", space]
+
+    def _drop(self, kind: str, space: str, key: Key) -> None:
+        if kind == "m":
+            del self._marks[space][key]
+        elif kind == "c":
+            del self._counters[space][key]
+        else:
+            del self._sets[space][key]
 
     def sizes(self) -> dict[str, int]:
         """Keys held per space (for status and benchmarks)."""

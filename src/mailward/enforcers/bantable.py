@@ -9,7 +9,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 Net = IPv4Network | IPv6Network
 
@@ -17,7 +17,14 @@ Net = IPv4Network | IPv6Network
 def as_network(target: str) -> Net:
     """Parse an address or CIDR target; host bits are masked (``10.0.0.5/24`` = ``10.0.0.0/24``).
     IPv4-mapped IPv6 addresses become IPv4, as everywhere in mailward."""
-    net = ip_network(target.strip(), strict=False)
+    target = target.strip()
+    if "/" not in target:
+        addr = ip_address(target)  # much cheaper than parsing a network
+        if isinstance(addr, IPv6Address):
+            mapped = addr.ipv4_mapped
+            return IPv4Network((int(mapped), 32)) if mapped else IPv6Network((int(addr), 128))
+        return IPv4Network((int(addr), 32))
+    net = ip_network(target, strict=False)
     if isinstance(net, IPv6Network) and net.prefixlen == 128:
         mapped = net.network_address.ipv4_mapped
         if mapped is not None:
@@ -153,8 +160,13 @@ class BanTable:
 
     # -- internals ---------------------------------------------------------------------------
     def _container(self, net: Net) -> Net | None:
-        for length in range(net.prefixlen - 1, -1, -1):
-            if not self._lengths[(net.version, length)]:
+        # Only prefix lengths actually present are tried: usually one or two, not 32 or 128.
+        for version, length in sorted(self._lengths, key=lambda k: -k[1]):
+            if (
+                version != net.version
+                or length >= net.prefixlen
+                or not self._lengths[(version, length)]
+            ):
                 continue
             candidate = net.supernet(new_prefix=length)
             if candidate in self.prefixes:

@@ -103,6 +103,15 @@ class Correlator:
             out.append(event)
         return out
 
+    def tick(self, now: float) -> list[Event]:
+        """Release held session-less passdb failures older than ``hold`` at wall-clock ``now``:
+        a live daemon calls this periodically so a lone Dovecot line is not held while the log
+        is quiet."""
+        out: list[Event] = []
+        if self._pending and self._pending[0].ts < now - self.hold:
+            self._expire_pending(now, out)
+        return out
+
     def flush(self) -> list[Event]:
         """Emit what is still held (session-less passdb failures) and forget all sessions."""
         out: list[Event] = list(self._pending)

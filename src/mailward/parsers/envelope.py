@@ -74,6 +74,11 @@ class HeaderParser:
         self._bsd: dict[str, float] = {}
         self._iso: dict[str, float] = {}
 
+    @property
+    def minute_cache(self) -> dict[str, float]:
+        """``Mon dd HH:MM`` -> POSIX seconds of that minute, for callers that inline the lookup."""
+        return self._bsd
+
     def start_input(self) -> None:
         self._year = None
         self._last_month = 0

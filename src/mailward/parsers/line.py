@@ -187,6 +187,7 @@ class LineParser:
         last_rule: str | None = None
         lineno = first - 1
         iso_time = self.headers.iso_time
+        minutes = self.headers.minute_cache
         for line in lines:
             lineno += 1
             if line[15:16] == " " and line[9:10] == ":":
@@ -214,7 +215,13 @@ class LineParser:
                                     last_rule = None
                                     continue
                                 handler = self._dovecot_ident
-                            ts = bsd_time(line[:15]) if start == 16 else iso_time(line[: start - 1])
+                            if start == 16:
+                                base = minutes.get(line[:12])
+                                ts = (
+                                    bsd_time(line[:15]) if base is None else base + int(line[13:15])
+                                )
+                            else:
+                                ts = iso_time(line[: start - 1])
                             result = (
                                 None
                                 if ts is None

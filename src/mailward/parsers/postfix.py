@@ -22,6 +22,7 @@ from mailward.events import (
     ProtocolViolation,
     RateLimitWarning,
     Service,
+    SmtpReject,
     UnknownRecipient,
     Violation,
 )
@@ -50,6 +51,15 @@ R_PS_HANGUP = rule("postscreen.hangup", "postscreen `HANGUP after S from [addr]:
 R_PS_NON_SMTP = rule("postscreen.non_smtp_command", "postscreen `NON-SMTP COMMAND from [addr]`")
 R_PS_PIPELINING = rule("postscreen.pipelining", "postscreen `COMMAND PIPELINING from [addr]`")
 R_PS_BARE_NL = rule("postscreen.bare_newline", "postscreen `BARE NEWLINE from [addr]`")
+R_PS_LIMIT = rule(
+    "postscreen.command_limit", "postscreen `COMMAND TIME|COUNT|LENGTH LIMIT from [addr]`"
+)
+R_REJECT = rule(
+    "postfix.reject",
+    "smtpd `NOQUEUE: reject: CMD from name[addr]: CODE ...` (not User unknown): relay, HELO, "
+    "sender, client, DNSBL and policy rejects",
+)
+R_PS_REJECT = rule("postscreen.reject", "postscreen `NOQUEUE: reject: RCPT from [addr]:port: CODE`")
 
 _Result = tuple[str, Event | None]
 
@@ -62,6 +72,7 @@ make_lost = fast_factory(LostConnection)
 make_violation = fast_factory(ProtocolViolation)
 make_rate = fast_factory(RateLimitWarning)
 make_unknown_rcpt = fast_factory(UnknownRecipient)
+make_reject = fast_factory(SmtpReject)
 
 # `name[addr]` or `name[addr]:port`; a name never holds brackets or blanks (Postfix checks it).
 _CLIENT = r"([^\[\]\s]*)\[([^\[\]\s]*)\](?::\d+)?"
@@ -77,6 +88,22 @@ _STAGE_FROM = re.compile(
     r"pipelining|timeout) after ([A-Za-z-]+|\.)(?: \(\d+ bytes\))? from " + _CLIENT
 )
 _REJECT = re.compile(r"(?:NOQUEUE|[0-9A-Za-z]+): reject: (RCPT|VRFY) from " + _CLIENT + r": ")
+_ANY_REJECT = re.compile(
+    r"(?:NOQUEUE|[0-9A-Za-z]+): (?:milter-)?reject: ([A-Z-]+) from "
+    + _CLIENT
+    + r": ([45]\d\d [45]\.\d{1,3}\.\d{1,3})? ?"
+)
+# Server texts that name the reason (checked in this order, on the text after the code).
+_REJECT_CATEGORIES = (
+    ("blocked using ", "dnsbl"),
+    ("Relay access denied", "relay_denied"),
+    ("Helo command rejected", "helo_rejected"),
+    ("Sender address rejected", "sender_rejected"),
+    ("Client host rejected", "client_rejected"),
+    ("Recipient address rejected", "recipient_rejected"),
+    ("Data command rejected", "data_rejected"),
+    ("Service unavailable", "dnsbl"),
+)
 _CLIENT_LINE = re.compile(r"[0-9A-Za-z]+: client=" + _CLIENT + r"(?:, |$)")
 _PS_ADDR = re.compile(r"\[([^\[\]\s]+)\]:\d+")
 _RCPT_ADDR = re.compile(r"<([^<>\s]*)>: Recipient address rejected: User unknown in ")
@@ -88,7 +115,7 @@ _LIMIT_NAME = {
     "New TLS session rate": "tls_session_rate",
     "AUTH command rate": "auth_rate",
 }
-_WEAK_STAGES = frozenset({"CONNECT", "EHLO", "HELO", "STARTTLS"})
+_WEAK_STAGES = frozenset({"CONNECT", "EHLO", "HELO", "STARTTLS", "UNKNOWN"})
 
 
 def service_for(program: str) -> Service:
@@ -178,12 +205,12 @@ class PostfixParser:
             staged = self._stage(ts, host, program, pid, msg)
             if staged is not None:
                 return staged
-        if ": reject: " in msg:
+        if "reject: " in msg:
             if "User unknown in " not in msg:
-                return None
+                return self._reject(ts, program, msg, R_REJECT)
             m = _REJECT.match(msg)
             if m is None:
-                return None
+                return self._reject(ts, program, msg, R_REJECT)
             tail = msg[m.end() :]
             r = _RCPT_ADDR.search(tail)
             return R_USER_UNKNOWN, make_unknown_rcpt(
@@ -215,21 +242,9 @@ class PostfixParser:
         j = msg.find("]", i)
         if i < 0 or j < 0:
             return None
-        auth_ok = auth_total = cmd_ok = cmd_total = 0
-        for item in msg[j + 1 :].split():
-            name, eq, value = item.partition("=")
-            if not eq or name not in ("auth", "commands"):
-                continue
-            ok_s, slash, total_s = value.partition("/")
-            try:
-                ok = int(ok_s)
-                total = int(total_s) if slash else ok
-            except ValueError:
-                continue
-            if name == "auth":
-                auth_ok, auth_total = ok, total
-            else:
-                cmd_ok, cmd_total = ok, total
+        tail = msg[j + 1 :]
+        auth_ok, auth_total = _counter(tail, " auth=")
+        cmd_ok, cmd_total = _counter(tail, " commands=")
         return R_DISCONNECT, make_disconnect(
             ts=ts,
             service=self._service(program),
@@ -302,6 +317,32 @@ class PostfixParser:
             )
         return None  # timeout after ...: not a signal
 
+    def _reject(self, ts: float, program: str, msg: str, name: str) -> _Result | None:
+        m = _ANY_REJECT.match(msg)
+        if m is None or not m[4]:
+            return None  # no SMTP code: a resource limit such as "too many connections"
+        tail = msg[m.end() :]
+        # The reason is Postfix's text; addresses in <...> before it belong to the client.
+        semi = tail.find("; from=")
+        if semi < 0:
+            semi = tail.find("; to=")
+        text = tail if semi < 0 else tail[:semi]
+        category = "other"
+        for needle, cat in _REJECT_CATEGORIES:
+            if needle in text:
+                category = cat
+                break
+        rest = tail[semi:] if semi >= 0 else ""
+        return name, make_reject(
+            ts=ts,
+            service=self._service(program),
+            ip=self.ips.get(m[3]),
+            command=m[1],
+            category=category,
+            recipient=_field(rest, " to=<"),
+            helo=_field(rest, " helo=<"),
+        )
+
     def _client_violation(
         self, ts: float, program: str, msg: str, at: int, name: str, violation: Violation
     ) -> _Result | None:
@@ -332,6 +373,12 @@ class PostfixParser:
             return self._ps(ts, msg, R_PS_PIPELINING, Violation.PIPELINING)
         if c == "B" and msg.startswith("BARE NEWLINE "):
             return self._ps(ts, msg, R_PS_BARE_NL, Violation.BARE_NEWLINE)
+        if c == "C" and msg.startswith(
+            ("COMMAND TIME LIMIT ", "COMMAND COUNT LIMIT ", "COMMAND LENGTH LIMIT ")
+        ):
+            return self._ps(ts, msg, R_PS_LIMIT, Violation.COMMAND_LIMIT)
+        if c == "N" and msg.startswith("NOQUEUE: reject: "):
+            return self._reject(ts, program, msg, R_PS_REJECT)
         return None
 
     def _ps(self, ts: float, msg: str, name: str, violation: Violation) -> _Result | None:
@@ -357,6 +404,22 @@ class PostfixParser:
         if msg.startswith("statistics: "):
             return R_ANVIL_STATS, None
         return None
+
+
+def _counter(text: str, key: str) -> tuple[int, int]:
+    """``auth=0/2`` -> (0, 2); ``auth=1`` -> (1, 1); absent or malformed -> (0, 0)."""
+    i = text.find(key)
+    if i < 0:
+        return 0, 0
+    i += len(key)
+    j = text.find(" ", i)
+    value = text[i:] if j < 0 else text[i:j]
+    ok_s, slash, total_s = value.partition("/")
+    try:
+        ok = int(ok_s)
+        return ok, int(total_s) if slash else ok
+    except ValueError:
+        return 0, 0
 
 
 def _field(text: str, key: str, end: str = ">") -> str | None:

@@ -7,15 +7,20 @@ usernames, known-good sources and per-IP failure counts with explicit, configura
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from mailward.clock import Clock, SystemClock
 from mailward.decisions.model import USER_PREFIX, Action, Decision
 from mailward.events import AuthFailure, AuthSuccess, Event, IPAddress
+
+log = logging.getLogger(__name__)
 
 
 class VerdictLike(Protocol):
@@ -170,7 +175,86 @@ class MemoryBackend:
         return out
 
 
+T = TypeVar("T")
 DecisionSink = Callable[[list[Decision]], None]
+EventSink = Callable[[Event], None]
+
+
+class Outbox(Generic[T]):
+    """Hands items from the synchronous answer path to an async handler (the daemon's ``feed`` or
+    ``submit``), in order, from one owned task; the answer never waits for it. Bounded: when the
+    daemon falls this far behind, items are dropped and counted rather than held without limit."""
+
+    def __init__(
+        self, name: str, handler: Callable[[list[T]], Awaitable[object]], maxsize: int = 10000
+    ) -> None:
+        self.name = name
+        self.handler = handler
+        self.queue: asyncio.Queue[list[T]] = asyncio.Queue(maxsize)
+        self.dropped = 0
+        self.failures = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def put(self, items: list[T]) -> None:
+        try:
+            self.queue.put_nowait(items)
+        except asyncio.QueueFull:
+            self.dropped += len(items)
+            if self.dropped % 1000 < len(items):
+                log.warning("%s: daemon not keeping up, %d items dropped", self.name, self.dropped)
+
+    def start(self) -> None:
+        from mailward.daemon.tasks import spawn
+
+        self._task = spawn(self._run(), name=self.name)
+
+    async def _run(self) -> None:
+        while True:
+            items = list(await self.queue.get())
+            while not self.queue.empty() and len(items) < 1000:  # coalesce what piled up
+                items.extend(self.queue.get_nowait())
+            await self._deliver(items)
+
+    async def _deliver(self, items: list[T]) -> None:
+        try:
+            await self.handler(items)
+        except Exception as exc:  # e.g. BackendUnavailable: recorded, enforced later
+            self.failures += 1
+            if self.failures in (1, 100) or self.failures % 10000 == 0:
+                log.warning(
+                    "%s: handing %d items to the daemon failed: %s", self.name, len(items), exc
+                )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        while not self.queue.empty():  # what was accepted is still handed over
+            await self._deliver(self.queue.get_nowait())
+
+
+@dataclass
+class HostLink:
+    """What a policy component uses of its host: detectors, clock, and where its own decisions
+    and events go. Under the daemon these are outboxes to ``daemon.submit``/``daemon.feed``."""
+
+    backend: PolicyBackend
+    clock: Clock
+    decisions: DecisionSink | None
+    events: EventSink | None
+    outboxes: list[Outbox[Any]] = field(default_factory=list)
+
+    def start(self) -> None:
+        for box in self.outboxes:
+            box.start()
+
+    async def stop(self) -> None:
+        for box in self.outboxes:
+            await box.stop()
 
 
 def bind_host(
@@ -178,10 +262,14 @@ def bind_host(
     backend: PolicyBackend | None,
     clock: Clock | None,
     sink: DecisionSink | None,
-) -> tuple[PolicyBackend, Clock, DecisionSink | None]:
+    feed: EventSink | None = None,
+    *,
+    name: str = "policy",
+) -> HostLink:
     """Fill what a policy component was not given from the daemon it is started by.
 
-    Explicit arguments win; the daemon supplies ``engine``, ``clock`` and ``submit_decisions``.
+    Explicit arguments win; the daemon supplies ``engine``, ``clock``, ``submit(decisions)`` and
+    ``feed(events)`` (coroutines: reached through outboxes, so the answer path never awaits).
     """
     if backend is None:
         backend = getattr(daemon, "engine", None)
@@ -191,6 +279,15 @@ def bind_host(
             )
     if clock is None:
         clock = getattr(daemon, "clock", None) or SystemClock()
-    if sink is None and daemon is not None:
-        sink = getattr(daemon, "submit_decisions", None)
-    return backend, clock, sink
+    link = HostLink(backend, clock, sink, feed)
+    submit = getattr(daemon, "submit", None)
+    if sink is None and submit is not None and inspect.iscoroutinefunction(submit):
+        box: Outbox[Decision] = Outbox(f"{name}-decisions", submit)
+        link.outboxes.append(box)
+        link.decisions = box.put
+    daemon_feed = getattr(daemon, "feed", None)
+    if feed is None and daemon_feed is not None and inspect.iscoroutinefunction(daemon_feed):
+        events: Outbox[Event] = Outbox(f"{name}-events", daemon_feed)
+        link.outboxes.append(events)
+        link.events = lambda event: events.put([event])
+    return link

@@ -22,8 +22,14 @@ from aiohttp import web
 from mailward.clock import Clock, SystemClock
 from mailward.config.model import DovecotPolicySettings
 from mailward.errors import ProtocolError
-from mailward.policy.backend import DecisionSink, PolicyBackend, bind_host
-from mailward.policy.dovecot_rules import AuthRequest, DovecotPolicy, EventSink
+from mailward.policy.backend import (
+    DecisionSink,
+    EventSink,
+    HostLink,
+    PolicyBackend,
+    bind_host,
+)
+from mailward.policy.dovecot_rules import AuthRequest, DovecotPolicy
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,7 @@ class DovecotPolicyServer:
         self._on_decisions = on_decisions
         self._feed = feed
         self._core: DovecotPolicy | None = None
+        self._link: HostLink | None = None
         self._runner: web.AppRunner | None = None
         self._pending: deque[tuple[AuthRequest, float]] = deque()
         self._drain_scheduled = False
@@ -94,12 +101,15 @@ class DovecotPolicyServer:
         return app
 
     async def start(self, daemon: object | None = None) -> None:
-        backend, clock, sink = bind_host(daemon, self._backend, self._clock, self._on_decisions)
-        self.clock = clock
-        feed = self._feed
-        if feed is None and daemon is not None:
-            feed = getattr(daemon, "submit_event", None)
-        self._core = DovecotPolicy(self.settings, backend, feed=feed, on_decisions=sink)
+        link = bind_host(
+            daemon, self._backend, self._clock, self._on_decisions, self._feed, name=self.name
+        )
+        self._link = link
+        self.clock = link.clock
+        self._core = DovecotPolicy(
+            self.settings, link.backend, feed=link.events, on_decisions=link.decisions
+        )
+        link.start()
         self._loop = asyncio.get_running_loop()
         runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await runner.setup()
@@ -120,6 +130,9 @@ class DovecotPolicyServer:
         while self._pending:  # what was acknowledged is still processed
             self._drain()
         self.addresses = []
+        if self._link is not None:
+            await self._link.stop()
+            self._link = None
 
     # -- HTTP --------------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import ip_network
 from typing import Any
 
 from mailward.config.model import DovecotPolicySettings
@@ -26,8 +26,8 @@ from mailward.events import (
     Origin,
     Service,
 )
-from mailward.policy.backend import DecisionSink, PolicyBackend
-from mailward.policy.signals import DistinctWindow, parse_ip
+from mailward.policy.backend import DecisionSink, EventSink, PolicyBackend
+from mailward.policy.signals import DistinctWindow, NetSet, parse_ip
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,6 @@ _FAIL_TYPES = {
     "account": FailReason.UNKNOWN_USER,
     "policy": FailReason.POLICY_REJECT,
 }
-
-EventSink = Callable[[Event], None]
 
 
 @dataclass
@@ -136,7 +134,7 @@ class DovecotPolicy:
         self.stats = DovecotStats()
         self.pwhash_by_ip = DistinctWindow(settings.pwhash_window)
         self.pwhash_by_login = DistinctWindow(settings.pwhash_window)
-        self.blocked: dict[IPAddress, float] = {}
+        self.blocked = NetSet()  # IPs banned for too many distinct wrong passwords
         self._protected: dict[str, float] = {}
 
     def allow(self, req: AuthRequest, now: float) -> int:
@@ -145,12 +143,9 @@ class DovecotPolicy:
         ip = req.ip
         if ip is None:
             return 0  # nothing to judge by; Dovecot's own checks still apply
-        until = self.blocked.get(ip)
-        if until is not None:
-            if until > now:
-                self.stats.refused += 1
-                return -1
-            del self.blocked[ip]
+        if self.blocked.match(ip, now) is not None:
+            self.stats.refused += 1
+            return -1
         verdict = self.backend.check(ip, req.login, now)
         if not verdict.allow:
             self.stats.refused += 1
@@ -219,8 +214,8 @@ class DovecotPolicy:
         login = req.login or ""
         per_ip, new = self.pwhash_by_ip.add(req.ip, (login, req.pwhash), now)
         per_login, _ = self.pwhash_by_login.add(login, req.pwhash, now)
-        if 0 < s.pwhash_per_ip <= per_ip and self.blocked.get(req.ip, 0.0) <= now:
-            self.blocked[req.ip] = now + s.pwhash_ban
+        if 0 < s.pwhash_per_ip <= per_ip and self.blocked.match(req.ip, now) is None:
+            self.blocked.add(ip_network(req.ip), now + s.pwhash_ban)
             self._emit(
                 Decision(
                     now,

@@ -21,7 +21,7 @@ from mailward.clock import Clock, SystemClock
 from mailward.config.model import PostfixPolicySettings
 from mailward.errors import ProtocolError
 from mailward.events import Event
-from mailward.policy.backend import DecisionSink, PolicyBackend, bind_host
+from mailward.policy.backend import DecisionSink, HostLink, PolicyBackend, bind_host
 from mailward.policy.postfix_rules import CountryLookup, PostfixPolicy
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ class PostfixPolicyServer:
         self._on_decisions = on_decisions
         self._country = country
         self._core: PostfixPolicy | None = None
+        self._link: HostLink | None = None
         self._servers: list[asyncio.Server] = []
         self._unix_paths: list[Path] = []
         self.connections: set[_PolicyConnection] = set()
@@ -172,9 +173,13 @@ class PostfixPolicyServer:
             self._core.observe(event, self.clock.now())
 
     async def start(self, daemon: object | None = None) -> None:
-        backend, clock, sink = bind_host(daemon, self._backend, self._clock, self._on_decisions)
-        self.clock = clock
-        self._core = PostfixPolicy(self.settings, backend, country=self._country, on_decisions=sink)
+        link = bind_host(daemon, self._backend, self._clock, self._on_decisions, name=self.name)
+        self._link = link
+        self.clock = link.clock
+        self._core = PostfixPolicy(
+            self.settings, link.backend, country=self._country, on_decisions=link.decisions
+        )
+        link.start()
         if daemon is not None and hasattr(daemon, "on_event"):
             daemon.on_event(self.observe)
         loop = asyncio.get_running_loop()
@@ -225,6 +230,9 @@ class PostfixPolicyServer:
             path.unlink(missing_ok=True)
         self._unix_paths.clear()
         self.addresses.clear()
+        if self._link is not None:
+            await self._link.stop()
+            self._link = None
 
 
 __all__ = ["PostfixPolicyServer", "parse_request", "encode_action"]

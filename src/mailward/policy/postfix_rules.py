@@ -11,12 +11,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 from mailward.config.model import PostfixPolicySettings
 from mailward.decisions.model import USER_PREFIX, Action, Decision
 from mailward.events import Disconnect, Event, IPAddress, UnknownRecipient
 from mailward.policy.backend import DecisionSink, PolicyBackend
-from mailward.policy.signals import ConnectionCounter, DistinctWindow, parse_ip, prefix_of
+from mailward.policy.signals import (
+    ConnectionCounter,
+    DistinctWindow,
+    NetSet,
+    parse_ip,
+    prefix_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +68,7 @@ class PostfixPolicy:
         self.sessions = ConnectionCounter(settings.connection_ttl)
         self.unknown_by_ip = DistinctWindow(settings.enumeration_window)
         self.unknown_by_prefix = DistinctWindow(settings.enumeration_window)
-        self.blocked: dict[object, float] = {}  # IP or prefix network -> until
+        self.blocked = NetSet()  # clients and prefixes refused for enumeration
         self.acct_messages = DistinctWindow(settings.account_window)
         self.acct_recipients = DistinctWindow(settings.account_window)
         self.acct_ips = DistinctWindow(settings.account_source_window)
@@ -102,13 +109,9 @@ class PostfixPolicy:
         verdict = self.backend.check(ip, None, now)
         if not verdict.allow:
             return verdict.reason or "banned"
-        if self.blocked:
-            for key in (ip, prefix_of(ip, self.settings.prefix_v4, self.settings.prefix_v6)):
-                until = self.blocked.get(key)
-                if until is not None:
-                    if until > now:
-                        return f"enumeration from {key}"
-                    del self.blocked[key]
+        net = self.blocked.match(ip, now)
+        if net is not None:
+            return f"enumeration from {net}"
         return None
 
     def _account(
@@ -174,18 +177,20 @@ class PostfixPolicy:
         prefix = prefix_of(ip, s.prefix_v4, s.prefix_v6)
         by_ip, _ = self.unknown_by_ip.add(ip, recipient, now)
         by_prefix, _ = self.unknown_by_prefix.add(prefix, recipient, now)
-        if 0 < s.unknown_recipients_per_client <= by_ip and ip not in self.blocked:
-            self._block(ip, str(ip), "policy_enumeration_ip", by_ip, now)
+        if 0 < s.unknown_recipients_per_client <= by_ip:
+            host = ip_network(ip)
+            if self.blocked.match(ip, now) != host:
+                self._block(host, "policy_enumeration_ip", by_ip, now)
         if 0 < s.unknown_recipients_per_prefix <= by_prefix and prefix not in self.blocked:
-            self._block(prefix, str(prefix), "policy_enumeration_prefix", by_prefix, now)
+            self._block(prefix, "policy_enumeration_prefix", by_prefix, now)
 
-    def _block(self, key: object, target: str, rule: str, count: int, now: float) -> None:
+    def _block(self, net: IPv4Network | IPv6Network, rule: str, count: int, now: float) -> None:
         until = now + self.settings.enumeration_ban
-        self.blocked[key] = until
+        self.blocked.add(net, until)
         self._emit(
             Decision(
                 now,
-                target,
+                str(net.network_address) if net.num_addresses == 1 else str(net),
                 Action.BAN,
                 rule,
                 until=until,

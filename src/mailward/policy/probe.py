@@ -13,9 +13,12 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
+
+from mailward.notify.model import Alert, Severity
 
 PROBE_REQUEST = (
     b"request=smtpd_access_policy\nprotocol_state=PROBE\nprotocol_name=SMTP\n"
@@ -132,3 +135,45 @@ def match_outage(line: str) -> OutageSign | None:
             e = _DOVECOT_ENDPOINT.search(m["detail"])
             return OutageSign("dovecot", e["endpoint"] if e else "", m["detail"])
     return None
+
+
+def probe_alert(results: Sequence[ProbeResult], now: float) -> Alert | None:
+    """The alert for endpoints that did not answer a probe (None when all are up)."""
+    down = [r for r in results if not r.ok]
+    if not down:
+        return None
+    return Alert(
+        ts=now,
+        kind="policy_outage",
+        key="policy_outage:" + ",".join(sorted(f"{r.name}={r.endpoint}" for r in down)),
+        severity=Severity.CRITICAL,
+        title=f"mailward policy server{'s' if len(down) > 1 else ''} not answering: "
+        + ", ".join(r.name for r in down),
+        details=tuple(f"{r.name} {r.endpoint}: {r.error}" for r in down)
+        + (
+            "Postfix and Dovecot fail open: mail and logins keep working, but without in-line "
+            "defence until mailward answers again.",
+        ),
+        facts={"down": [r.to_json() for r in down]},
+    )
+
+
+def log_outage_alert(signs: Sequence[OutageSign], first_ts: float, now: float) -> Alert | None:
+    """The alert for outage lines found in the mail log (e.g. in the backlog after a restart)."""
+    if not signs:
+        return None
+    by_daemon: dict[str, int] = {}
+    for s in signs:
+        by_daemon[s.daemon] = by_daemon.get(s.daemon, 0) + 1
+    endpoints = sorted({s.endpoint for s in signs if s.endpoint})
+    return Alert(
+        ts=now,
+        kind="policy_outage",
+        key="policy_outage_log:" + ",".join(sorted(by_daemon)),
+        severity=Severity.HIGH,
+        title="Postfix/Dovecot could not reach mailward's policy servers",
+        details=tuple(f"{d}: {n} log line(s)" for d, n in sorted(by_daemon.items()))
+        + (f"endpoints: {', '.join(endpoints)}" if endpoints else "endpoints: not logged",)
+        + (f"latest: {signs[-1].detail}",),
+        facts={"first_ts": first_ts, "lines": by_daemon, "endpoints": endpoints},
+    )

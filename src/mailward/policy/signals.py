@@ -160,3 +160,52 @@ class ConnectionCounter:
     def _expire(self, times: deque[float], now: float) -> None:
         while times and now - times[0] > self.ttl:
             times.popleft()
+
+
+class NetSet:
+    """Addresses and prefixes with an expiry; ``match`` costs one dict lookup per prefix length
+    in use, whatever the number of entries (the in-line path must not scan a ban list)."""
+
+    __slots__ = ("_entries", "_lengths")
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, int, int], tuple[IPv4Network | IPv6Network, float]] = {}
+        self._lengths: set[tuple[int, int]] = set()
+
+    @staticmethod
+    def _key(net: IPv4Network | IPv6Network) -> tuple[int, int, int]:
+        bits = 32 if net.version == 4 else 128
+        return (net.version, net.prefixlen, int(net.network_address) >> (bits - net.prefixlen))
+
+    def add(self, net: IPv4Network | IPv6Network, until: float = float("inf")) -> None:
+        self._entries[self._key(net)] = (net, until)
+        self._lengths.add((net.version, net.prefixlen))
+
+    def discard(self, net: IPv4Network | IPv6Network) -> None:
+        self._entries.pop(self._key(net), None)
+
+    def match(self, ip: IPAddress, now: float) -> IPv4Network | IPv6Network | None:
+        """The live entry containing ``ip``; expired entries found on the way are dropped."""
+        if not self._entries:
+            return None
+        value = int(ip)
+        version = ip.version
+        bits = 32 if version == 4 else 128
+        for v, length in self._lengths:
+            if v != version:
+                continue
+            key = (v, length, value >> (bits - length))
+            hit = self._entries.get(key)
+            if hit is not None:
+                if hit[1] > now:
+                    return hit[0]
+                del self._entries[key]
+        return None
+
+    def __contains__(self, net: object) -> bool:
+        if not isinstance(net, IPv4Network | IPv6Network):
+            return False
+        return self._key(net) in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)

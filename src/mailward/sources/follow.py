@@ -122,6 +122,7 @@ class FileFollower:
         self._resumed = False
         self._files: list[_Open] = []
         self._eof_since: float | None = None
+        self.caught_up_at: float | None = None  # wall time we last found nothing more to read
         self.last_error: str | None = None
         self.lines = 0
         self.rotations = 0
@@ -302,6 +303,7 @@ class FileFollower:
             self._eof_since = None
             return self._batch(lines, item.pos)
         if len(self._files) == 1:
+            self.caught_up_at = time.time()
             return None
         # A rotated-away file at its end: give late writers a moment, then move on.
         now = time.monotonic()

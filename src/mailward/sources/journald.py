@@ -73,6 +73,7 @@ class JournaldFollower:
         self.bad_entries = 0
         self.lines = 0
         self.proc: asyncio.subprocess.Process | None = None
+        self.caught_up_at: float | None = None
 
     def resume(self, position: str | None) -> None:
         if not position:
@@ -185,6 +186,7 @@ class JournaldFollower:
                 lines.append((text, Origin(source=self.name, cursor=self.cursor)))
                 newest = ts if ts is not None else newest
         self.lines += len(lines)
+        self.caught_up_at = time.time()
         return Batch(source=self.name, lines=lines, position=self.position(), newest_ts=newest)
 
     def _entry(self, raw: bytes) -> tuple[str, float | None] | None:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailward.decisions.model import Decision
+from mailward.errors import BackendUnavailable
 from mailward.events import Event
 from mailward.storage.sqlite import (
     DEFAULT_RETENTION_DAYS,
@@ -155,6 +156,8 @@ class AsyncStore:
         """Run ``fn`` on the writer connection, in a transaction; returns its result."""
         if self._closed:
             raise RuntimeError("store is closed")
+        if self._thread is None or not self._thread.is_alive():
+            raise BackendUnavailable(f"{self.path}: the database writer thread is not running")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         self._jobs.put((fn, loop, fut))

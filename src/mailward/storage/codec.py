@@ -24,6 +24,7 @@ TEXT_SLOTS = ("t1", "t2", "t3")
 INT_SLOTS = ("n1", "n2", "n3", "n4")
 USER_FIELDS = ("username", "recipient")  # the account an event targets, for "top usernames"
 COMMON = ("ts", "service", "ip", "origin")
+IP_CACHE = 100_000
 
 # Column order of a decoded row (``SELECT_EVENT``); ``id`` only orders events of equal ``ts``.
 COLUMNS = (
@@ -148,6 +149,18 @@ class Codec:
         self._encoders: dict[type[Event], Encoder] = {}
         self._decoders: dict[int, Callable[[Row], Event]] = {}
         self._enum_cache: dict[Any, dict[int, Any]] = {}
+        self._ips: dict[int | bytes, IPv4Address | IPv6Address | None] = {}
+
+    def _decode_ip(self, value: int | bytes | None) -> IPv4Address | IPv6Address | None:
+        # Attack traffic repeats addresses; building an ipaddress object costs more than the row.
+        if value is None:
+            return None
+        ip = self._ips.get(value)
+        if ip is None:
+            if len(self._ips) >= IP_CACHE:
+                self._ips.clear()
+            ip = self._ips[value] = decode_ip(value)
+        return ip
 
     def forget(self) -> None:
         """Drop cached ids (after a rollback: ids created inside it may be reused)."""
@@ -229,7 +242,7 @@ class Codec:
         ns: dict[str, Any] = {
             "CLS": layout.cls,
             "R": self._resolve,
-            "IP": decode_ip,
+            "IP": self._decode_ip,
             "Origin": Origin,
             "Service": Service,
             "loads": json.loads,
