@@ -24,6 +24,7 @@ from mailward.daemon.ledger import MemoryLedger
 from mailward.daemon.tasks import Supervisor
 from mailward.daemon.twins import ThresholdEngine, TwinParser
 from mailward.decisions.model import Decision
+from mailward.detectors.engine import Engine
 from mailward.enforcers.base import MemoryEnforcer
 from mailward.events import Event
 from mailward.notify.channels.base import MemoryNotifier
@@ -314,3 +315,36 @@ async def test_real_daemon_whose_pipeline_stalls_alerts_within_the_configured_ti
     lag_mails = [m for m in sink.messages if "behind on source" in m["Subject"]]
     assert lag_mails and "CRITICAL" in lag_mails[0]["Subject"]
     assert any("behind on source" in m["Subject"] for m in read_outbox(outbox))
+
+
+async def test_real_engine_circuit_breaker_reaches_the_channel(tmp_path: Path) -> None:
+    """The detector engine's circuit breaker opens during a flood of bans; the manager polls
+    the engine's signals and a critical alert goes out."""
+    settings = settings_for(
+        tmp_path,
+        notify={"group_seconds": 0},
+        alerts={"check_seconds": 0.1},
+        detectors={"safety": {"max_bans_per_minute": 5}},
+    )
+    clock = SystemClock()
+    engine = Engine(settings.detectors)
+    daemon = Daemon(
+        settings,
+        clock=clock,
+        enforcer=MemoryEnforcer(clock.now),
+        store=MemoryLedger(),
+        engine=engine,
+    )
+    channel = MemoryNotifier()
+    manager = AlertManager(settings, clock=clock, channels=[channel])
+    daemon.add_component(manager)
+    await daemon.start()
+    try:
+        now = time.time()
+        await daemon.feed([fail(now, f"203.0.113.{i}") for i in range(1, 21) for _ in range(6)])
+        await asyncio.wait_for(channel.arrived.wait(), 10)
+        await asyncio.sleep(0.3)
+    finally:
+        await daemon.shutdown()
+    subjects = [m.subject for m in channel.sent]
+    assert any("circuit breaker STOPPED new bans" in s and "CRITICAL" in s for s in subjects)

@@ -180,6 +180,47 @@ class AttackRules:
             return [self._distributed_alert(user, ips, now, decision)]
         return []
 
+    def circuit(self, signal: object, now: float) -> list[Alert]:
+        """A circuit-breaker signal from the engine (``CircuitOpen`` / ``CircuitClosed``)."""
+        kind = getattr(signal, "kind", "")
+        if kind == "circuit_open":
+            rate = int(getattr(signal, "bans_last_minute", 0))
+            limit = int(getattr(signal, "limit", self.s.ban_storm_per_minute))
+            self._episodes.active.add("ban_storm")
+            return [
+                Alert(
+                    ts=now,
+                    kind="ban_storm",
+                    key="circuit_breaker",
+                    severity=Severity.CRITICAL,
+                    title=f"Ban storm: the circuit breaker STOPPED new bans ({rate} bans in a "
+                    f"minute, limit {limit})",
+                    details=(
+                        f"More than {limit} new bans within a minute ({rate}); mailward stops "
+                        "issuing bans until the rate falls, so a parser or allow-list mistake "
+                        "cannot lock everyone out.",
+                        "While it is open, attackers are NOT being banned. Check `mailward bans` "
+                        "and the recent decisions: a real flood, or a NAT/monitoring address?",
+                    ),
+                    facts={"bans_per_minute": rate, "limit": limit, "circuit_breaker": True},
+                )
+            ]
+        if kind == "circuit_closed":
+            suppressed = int(getattr(signal, "suppressed", 0))
+            return [
+                Alert(
+                    ts=now,
+                    kind="ban_storm_over",
+                    key="circuit_breaker_closed",
+                    severity=Severity.WARNING,
+                    title=f"Bans resumed: the circuit breaker closed ({suppressed} bans were "
+                    "not issued while it was open)",
+                    details=(f"{suppressed} bans were suppressed while the circuit was open.",),
+                    facts={"suppressed": suppressed},
+                )
+            ]
+        return []
+
     def tick(self, now: float) -> list[Alert]:
         """Time-driven rules (the spike window) and pruning; call every few seconds."""
         self._prune(now)

@@ -233,6 +233,12 @@ class AlertManager:
                 return self.health.check(statuses, now)
 
             self._guarded(health)
+            engine = getattr(daemon, "engine", None)
+            take = getattr(engine, "take_signals", None)
+            if callable(take):
+                self._guarded(
+                    lambda: [a for sig in take(now) for a in self.rules.circuit(sig, now)]
+                )
         self._flush()
 
     async def _loop(self) -> None:
