@@ -16,7 +16,7 @@ from typing import Any
 from tests.notify.helpers import fail, ok
 from tests.notify.sinks import read_outbox, sendmail_stub, smtp_sink
 
-from mailward.clock import SystemClock
+from mailward.clock import ManualClock, SystemClock
 from mailward.config import load
 from mailward.config.model import Settings
 from mailward.daemon.app import Daemon
@@ -32,6 +32,7 @@ from mailward.notify.manager import AlertManager, build_channels, components
 from mailward.notify.metrics import Metrics
 from mailward.notify.model import Alert, Severity
 from mailward.sources.follow import FileFollower
+from mailward.storage.sqlite import SqliteStore
 
 
 @dataclass
@@ -348,3 +349,36 @@ async def test_real_engine_circuit_breaker_reaches_the_channel(tmp_path: Path) -
         await daemon.shutdown()
     subjects = [m.subject for m in channel.sent]
     assert any("circuit breaker STOPPED new bans" in s and "CRITICAL" in s for s in subjects)
+
+
+async def test_restart_seeds_the_spike_baseline_from_the_store(tmp_path: Path) -> None:
+    """After a restart the spike rule needs no warm-up: the hourly history comes from the store
+    (hours without attempts are zeros), and the incident's spike alerts at once."""
+    now = float(int(time.time() // 3600) * 3600 + 1800)
+    store = SqliteStore(tmp_path / "mailward.db")
+    store.add_events([fail(now - k * 3600 * 3, "198.51.100.7") for k in range(1, 8 * 28)])
+    store.close()
+    clock = ManualClock(now)
+    channel = MemoryNotifier()
+    recorded: list[Alert] = []
+    manager = AlertManager(
+        settings_for(tmp_path, notify={"group_seconds": 0}),
+        clock=clock,
+        channels=[channel],
+        history=lambda: SqliteStore(tmp_path / "mailward.db"),
+        record=recorded.append,
+    )
+    await manager.start(None)
+    try:
+        assert manager.rules.spike.baseline.hours >= 27 * 24  # four weeks, zeros included
+        exp = manager.rules.spike.baseline.expect(now)
+        assert exp is not None and exp.basis == "hour of week"
+        for i in range(60):
+            manager.on_event(fail(now + i * 20, "203.0.113.5"))
+        clock.advance(1200)
+        manager.check()
+        await asyncio.wait_for(channel.arrived.wait(), 5)
+    finally:
+        await manager.stop()
+    assert "Spike: 60 login attempts" in channel.sent[0].subject
+    assert [a.kind for a in recorded] == ["login_spike"]
