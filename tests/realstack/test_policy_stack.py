@@ -1,4 +1,4 @@
-"""Real Postfix + Dovecot against mailward's policy servers (issue 4, "Real tests").
+"""Real Postfix + Dovecot against mailward's policy servers (issue 4, "Real tests"), six scenarios.
 
 One session: the stack starts once; scenarios run in file order and use their own users and
 source addresses. mailward is a separate process (``mailward policy serve``) running the real
