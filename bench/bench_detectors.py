@@ -58,7 +58,10 @@ def mix(n: int, seed: int = 1) -> list[tuple[Event, str | None]]:
         elif r < 0.70:  # fast brute-forcers
             user = users[rng.randrange(len(users))]
             ev = AuthFailure(
-                ts=t, service=Service.IMAP, ip=rng.choice(brute), username=user,
+                ts=t,
+                service=Service.IMAP,
+                ip=rng.choice(brute),
+                username=user,
                 reason=FailReason.BAD_PASSWORD,
             )
         elif r < 0.92:  # real users: mostly successes, some typos
@@ -72,7 +75,9 @@ def mix(n: int, seed: int = 1) -> list[tuple[Event, str | None]]:
         else:  # recipient probing
             user = None
             ev = UnknownRecipient(
-                ts=t, service=Service.SMTP, ip=IPv4Address(rng.randrange(1 << 32)),
+                ts=t,
+                service=Service.SMTP,
+                ip=IPv4Address(rng.randrange(1 << 32)),
                 recipient=f"x{rng.randrange(10**6)}@example.org",
             )
         out.append((ev, user))
