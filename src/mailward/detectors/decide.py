@@ -94,7 +94,7 @@ class Decider:
         key = (finding.reason, tuple(finding.evidence.items()))
         hit = self._shared.get(key)
         if hit is None:
-            if len(self._shared) >= 4096:
+            if len(self._shared) >= 65536:
                 self._shared.clear()
             hit = self._shared[key] = (finding.reason, finding.evidence)
         return hit
