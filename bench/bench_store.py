@@ -78,7 +78,9 @@ def generate(n: int, seed: int = 1) -> list[Event]:
                 )
             )
         elif r < 0.83:
-            session = None if svc in (Service.SMTP, Service.SUBMISSION) else f"{rnd.getrandbits(64):016x}"
+            session = (
+                None if svc in (Service.SMTP, Service.SUBMISSION) else f"{rnd.getrandbits(64):016x}"
+            )
             out.append(
                 AuthFailure(
                     ts=ts,
@@ -94,15 +96,25 @@ def generate(n: int, seed: int = 1) -> list[Event]:
         elif r < 0.86:
             out.append(
                 AuthSuccess(
-                    ts=ts, service=Service.IMAP, ip=ip, username=rnd.choice(users[:50]),
-                    mechanism="PLAIN", session=f"{rnd.getrandbits(64):016x}", origin=origin,
+                    ts=ts,
+                    service=Service.IMAP,
+                    ip=ip,
+                    username=rnd.choice(users[:50]),
+                    mechanism="PLAIN",
+                    session=f"{rnd.getrandbits(64):016x}",
+                    origin=origin,
                 )  # fmt: skip
             )
         elif r < 0.93:
             out.append(
                 UnknownRecipient(
-                    ts=ts, service=Service.SMTP, ip=ip, recipient=f"probe{rnd.randint(0, 20000)}@example.org",
-                    sender="<>", helo="localhost", origin=origin,
+                    ts=ts,
+                    service=Service.SMTP,
+                    ip=ip,
+                    recipient=f"probe{rnd.randint(0, 20000)}@example.org",
+                    sender="<>",
+                    helo="localhost",
+                    origin=origin,
                 )  # fmt: skip
             )
         elif r < 0.97:
@@ -110,8 +122,12 @@ def generate(n: int, seed: int = 1) -> list[Event]:
         else:
             out.append(
                 ProtocolViolation(
-                    ts=ts, service=Service.POSTSCREEN, ip=ip, violation=Violation.PREGREET,
-                    detail="11 after CONNECT: EHLO x", origin=origin,
+                    ts=ts,
+                    service=Service.POSTSCREEN,
+                    ip=ip,
+                    violation=Violation.PREGREET,
+                    detail="11 after CONNECT: EHLO x",
+                    origin=origin,
                 )  # fmt: skip
             )
     return out
@@ -121,7 +137,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--chunk", type=int, default=10_000)
-    ap.add_argument("--dir", default=None, help="where to create the database (default: a temp dir)")
+    ap.add_argument(
+        "--dir", default=None, help="where to create the database (default: a temp dir)"
+    )
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
 

@@ -2,12 +2,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network, ip_address
 
-from mailward.analyze.aggregate import (
-    Aggregator,
-    BoundedCounter,
-    DistinctSketch,
-    prefix_of,
-)
+from mailward.analyze.aggregate import Aggregator, prefix_of
 from mailward.events import (
     AuthFailure,
     AuthSuccess,
@@ -146,25 +141,6 @@ def test_ip_table_is_bounded_and_pruning_keeps_the_heavy_hitters() -> None:
     assert len(table) <= 1000
     assert table[ip_address("203.0.113.50")] == 50
     assert agg.approximate
-
-
-def test_bounded_counter_and_sketch() -> None:
-    c = BoundedCounter(cap=10)
-    for i in range(100):
-        c.add(f"u{i}")
-    c.add("hot", 50)
-    assert len(c.counts) <= 11
-    assert c.top(1) == [("hot", 50)]
-    assert c.pruned > 0
-    s = DistinctSketch(k=64)
-    for i in range(20):
-        s.add(i)
-        s.add(i)
-    assert s.exact and s.estimate() == 20
-    for i in range(20_000):
-        s.add(i)
-    assert not s.exact
-    assert 14_000 < s.estimate() < 28_000
 
 
 def test_prefix_of() -> None:

@@ -121,7 +121,7 @@ def test_demo_end_to_end_names_the_spike_hosts() -> None:
 def test_progress_goes_to_stderr_only_when_asked(tmp_path: Path) -> None:
     log = tmp_path / "mail.log"
     DemoLog(DemoConfig(lines=20_000, seed=1)).write(log)
-    r = CliRunner(mix_stderr=False).invoke(cli, ["analyze", "--progress", "--json", str(log)])
+    r = CliRunner().invoke(cli, ["analyze", "--progress", "--json", str(log)])
     assert r.exit_code == 0
     json.loads(r.stdout)
     assert "MB" in r.stderr

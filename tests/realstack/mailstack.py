@@ -253,12 +253,24 @@ service auth {{
 }}
 {dovecot_snippet(self.dovecot_policy(), "2.3")}"""
         )
+        sendmail = r / "sendmail"
+        sendmail.write_text(
+            f"#!/bin/sh\ncat >> {r}/logs/alerts.mbox\necho >> {r}/logs/alerts.mbox\n"
+        )
+        sendmail.chmod(0o755)
+        (r / "mailward").mkdir(exist_ok=True)
         self.config.write_text(
             f"""\
 [general]
 state_dir = "{r}/mailward"
 # The test clients are on loopback: only the poll address is "the server itself".
 server_addresses = ["127.0.0.1/32"]
+
+[notify]
+# A stand-in for /usr/sbin/sendmail that keeps each message: the notify channel really runs it.
+sendmail_path = "{r}/sendmail"
+to = ["postmaster@{DOMAIN}"]
+group_seconds = 0
 
 [detectors.short_ban]
 failures = 3

@@ -168,6 +168,7 @@ def probe(stack: MailStack, hook_file: str) -> tuple[int, dict[str, object]]:
             "2",
             "--on-failure",
             f"cat > {hook_file}",
+            "--notify",
         ],
         capture_output=True,
         text=True,
@@ -204,6 +205,10 @@ def test_outage_fails_open_and_is_detected(stack: MailStack) -> None:
         assert (
             f"127.0.0.1:{stack.policy_port}" in delivered and str(stack.authpol_port) in delivered
         )
+        # ... and through the [notify] channel: the sendmail channel ran our stand-in binary.
+        mail = stack.log("alerts.mbox").read_text()
+        assert "CRITICAL: mailward policy servers not answering" in mail
+        assert f"postmaster@{DOMAIN}" in mail
         # ... and in the mail logs, where mailward's log follower finds it after a restart.
         pf = stack.wait_log("postfix.log", "problem talking to server")
         dv = stack.wait_log("dovecot.log", "Policy server HTTP error")

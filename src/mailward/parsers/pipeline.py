@@ -85,8 +85,9 @@ class EventStream(Iterator[Event]):
             total.merge(p.stats)
         return total
 
-    def __iter__(self) -> EventStream:
-        return self
+    def __iter__(self) -> Iterator[Event]:
+        # The generator itself: a for-loop then skips the Python-level __next__ per event.
+        return self._it
 
     def __next__(self) -> Event:
         return next(self._it)
