@@ -114,6 +114,10 @@ class MailStack:
     def config(self) -> Path:
         return self.root / "mailward.toml"
 
+    @property
+    def daemon_config(self) -> Path:
+        return self.root / "mailward-run.toml"
+
     def log(self, name: str) -> Path:
         return self.root / "logs" / name
 
@@ -294,20 +298,37 @@ hash_nonce = "test-nonce-not-secret"
 """
         )
 
+    def write_daemon_config(self) -> None:
+        """The same settings plus log sources: the daemon follows Postfix's log and feeds its
+        ``unknown_recipient``/``disconnect`` events to the Postfix policy server. Only Postfix's
+        log: Dovecot's failures already arrive through the auth policy reports."""
+        r = self.root
+        text = self.config.read_text().replace(
+            "[policy.postfix]\nenabled = true\n",
+            "[policy.postfix]\nenabled = true\nunknown_recipients_per_client = 3\n",
+        )
+        self.daemon_config.write_text(
+            text
+            + f"""
+[sources]
+files = ["{r}/logs/postfix.log"]
+
+[daemon]
+control_socket = "{r}/mailward/control.sock"
+poll_interval = 0.05
+"""
+        )
+
     # -- processes, each by PID --------------------------------------------------------------
 
-    def start_mailward(self) -> None:
+    def start_mailward(self, daemon: bool = False) -> None:
+        """``mailward policy serve``, or with ``daemon`` the whole ``mailward run --dry-run``:
+        log followers on the stack's logs, detectors, the policy servers; no firewall."""
         out = open(self.log("mailward.log"), "ab")  # noqa: SIM115 - owned by the child
+        command = ["run", "--dry-run"] if daemon else ["policy", "serve"]
+        config = self.daemon_config if daemon else self.config
         self.mailward = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mailward.cli.main",
-                "-c",
-                str(self.config),
-                "policy",
-                "serve",
-            ],
+            [sys.executable, "-m", "mailward.cli.main", "-c", str(config), *command],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
