@@ -27,6 +27,8 @@ batch_interval = 0.05
 {enforce}
 [daemon]
 poll_interval = 0.05
+[notify]
+enabled = false
 {extra}
 """
     )

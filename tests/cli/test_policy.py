@@ -80,3 +80,26 @@ def test_probe_without_enabled_servers(tmp_path: Path) -> None:
     cfg.write_text("")
     r = CliRunner().invoke(cli, ["-c", str(cfg), "policy", "probe"])
     assert r.exit_code == 2
+
+
+def test_probe_notify_delivers_through_the_sendmail_channel_once(tmp_path: Path) -> None:
+    cfg, pf, dv = config(tmp_path)
+    out = tmp_path / "mail.txt"
+    sendmail = tmp_path / "sendmail"
+    sendmail.write_text(f"#!/bin/sh\ncat >> {out}\necho '--END--' >> {out}\n")
+    sendmail.chmod(0o755)
+    cfg.write_text(
+        cfg.read_text()
+        + f'[general]\nstate_dir = "{tmp_path / "state"}"\n'
+        + f'[notify]\nsendmail_path = "{sendmail}"\nto = ["admin@example.org"]\ngroup_seconds = 0\n'
+    )
+    (tmp_path / "state").mkdir()
+    for _ in range(2):
+        r = CliRunner().invoke(
+            cli, ["-c", str(cfg), "policy", "probe", "--timeout", "1", "--notify"]
+        )
+        assert r.exit_code == 1, r.output
+    mail = out.read_text()
+    assert "policy servers not answering" in mail and "admin@example.org" in mail
+    assert f"127.0.0.1:{pf}" in mail
+    assert mail.count("--END--") == 1  # the second run is inside the cooldown: no second mail

@@ -1,7 +1,8 @@
 """Rotation and restart, proven with counts: a writer appends numbered lines fast, rotating
 the log both ways (rename-and-create and copytruncate), while the real ``mailward run`` process
 is killed with SIGKILL twice (once across each rotation style) and restarted. Every sequence
-number must be in the daemon's ledger exactly once."""
+number must be in the daemon's ledger exactly once. The twin detectors are used on purpose: this
+proves the sources and the ledger, at a rate the real detectors are not built to sustain."""
 
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ def ledger_count(db: Path) -> int:
 def test_no_line_lost_or_repeated_across_rotation_and_kill_9(tmp_path: Path) -> None:
     cfg = daemon_proc.write_config(tmp_path, backend="none")
     db = tmp_path / "ledger.db"
-    proc = daemon_proc.start(cfg)
+    proc = daemon_proc.start(cfg, mode="twin")
     writer = Writer(tmp_path / "mail.log")
     writer.start()
     kills = 0
@@ -121,7 +122,7 @@ def test_no_line_lost_or_repeated_across_rotation_and_kill_9(tmp_path: Path) -> 
             kills += 1
             while writer.written < restart_at and writer.is_alive():
                 time.sleep(0.005)
-            proc = daemon_proc.start(cfg)
+            proc = daemon_proc.start(cfg, mode="twin")
         writer.join(60)
         assert writer.error is None, writer.error
         deadline = time.monotonic() + 90

@@ -76,3 +76,34 @@ def test_replay_bad_input_is_one_clear_line(tmp_path: Path) -> None:
         cli, ["-c", str(config(tmp_path)), "replay", "--events", str(tmp_path / "nope")]
     )
     assert missing.exit_code == 2 and "cannot read" in missing.output
+
+
+def test_replay_raw_logs(tmp_path: Path) -> None:
+    lines = []
+    for i in range(40):  # a botnet rotating addresses against one mailbox, one try each
+        stamp = f"Nov 21 10:{(20 * i) // 60:02d}:{(20 * i) % 60:02d}"
+        lines.append(
+            f"{stamp} mx1 postfix/submission/smtpd[{4000 + i}]: warning: unknown[198.18.{i}.7]: "
+            "SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=info@example.org"
+        )
+    for i in range(10):  # one fast guesser
+        lines.append(
+            f"Nov 21 10:15:{5 * i:02d} mx1 postfix/submission/smtpd[5000]: warning: "
+            "unknown[203.0.113.45]: SASL PLAIN authentication failed: (reason unavailable), "
+            "sasl_username=bob@example.org"
+        )
+    log = tmp_path / "mail.log"
+    log.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(cli, ["-c", str(config(tmp_path)), "replay", "--json", str(log)])
+    assert result.exit_code == 0, result.output
+    *decisions, summary = [json.loads(line) for line in result.output.splitlines()]
+    assert decisions[0]["target"] == "user:info@example.org"
+    assert decisions[0]["evidence"]["sources"] == 8
+    fast = [d for d in decisions if d["target"] == "203.0.113.45"]
+    assert [d["rule"] for d in fast] == ["rate_limit"]
+    assert summary["attempts"] == 50 and summary["blocked"] == 32 + 6
+    assert summary["after_first_ban_total"] == 0
+    missing = CliRunner().invoke(
+        cli, ["-c", str(config(tmp_path)), "replay", str(tmp_path / "nope.log")]
+    )
+    assert missing.exit_code == 2 and "nope.log" in missing.output

@@ -73,3 +73,14 @@ def test_secret_references(tmp_path: Path) -> None:
 def test_set_needs_equals(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--set wants"):
         load(write(tmp_path, ""), env={}, overrides=["analyze.top"])
+
+
+def test_env_override_of_nested_section(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    settings = load(path, env={"MAILWARD_POLICY_POSTFIX_ENABLED": "true"})
+    assert settings.policy.postfix.enabled is True
+
+
+def test_unknown_env_setting_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="MAILWARD_ANALYZE_NOPE"):
+        load(write(tmp_path, ""), env={"MAILWARD_ANALYZE_NOPE": "1"})

@@ -43,7 +43,7 @@ def make(
         clock=clock,
         enforcer=enforcer,
         store=ledger,
-        engine=ThresholdEngine(failures=3),
+        engine=kw.pop("engine", ThresholdEngine(failures=3)),
         parser=kw.pop("parser", TwinParser()),
         sources=kw.pop("sources", [follower]),
         **kw,
@@ -331,4 +331,34 @@ async def test_lag_grows_while_lines_wait_and_not_after_quiet(tmp_path: Path) ->
         assert st.lag_seconds >= 0.3, st  # ...and the lag shows it, growing
         assert not daemon.health()["ok"]
     finally:
+        await daemon.shutdown()
+
+
+class SlowEngine(ThresholdEngine):
+    def observe(self, event, now):  # type: ignore[no-untyped-def]
+        time.sleep(0.002)  # a detector that is slow on purpose
+        return super().observe(event, now)
+
+
+async def test_backlog_does_not_starve_the_event_loop(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text("".join(line(f"10.0.{i // 256}.{i % 256}") for i in range(600)))
+    daemon, _, ledger = make(tmp_path, engine=SlowEngine(failures=10**6))
+    ticks_while_busy = 0
+
+    async def ticker() -> None:
+        nonlocal ticks_while_busy
+        while True:
+            await asyncio.sleep(0.005)
+            if ledger.event_count() < 600:
+                ticks_while_busy += 1
+
+    await daemon.start()
+    task = asyncio.ensure_future(ticker())
+    try:
+        await until(lambda: ledger.event_count() == 600, timeout=30)
+        assert ticks_while_busy > 5  # the loop kept running other tasks during the backlog
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
         await daemon.shutdown()

@@ -5,9 +5,9 @@ from ipaddress import ip_address, ip_network
 from mailward.config.model import DetectorSettings, Settings
 from mailward.decisions.model import Action, Decision
 from mailward.detectors.engine import Engine, Verdict
-from mailward.detectors.geo import StaticGeo
 from mailward.detectors.history import MemoryHistory
 from mailward.detectors.safety import CircuitClosed, CircuitOpen
+from mailward.enrich.geoip import MemoryGeo
 from mailward.events import (
     AuthFailure,
     AuthSuccess,
@@ -220,7 +220,7 @@ def test_tarpit_rises_with_failures() -> None:
 
 
 def test_geo_rules_in_line_and_on_failure() -> None:
-    geo = StaticGeo(
+    geo = MemoryGeo(
         {"198.51.100.0/24": "CN", "203.0.113.0/24": "DE"}, {"203.0.113.0/25": (64500, "x")}
     )
     eng = Engine(DetectorSettings(geo={"deny_countries": ["CN"], "deny_asns": [64500]}), geo=geo)
@@ -253,3 +253,21 @@ def test_from_settings_takes_server_addresses() -> None:
     assert eng.check("127.0.0.1", "bob", T).allow
     for i in range(10):
         assert eng.observe(fail("127.0.0.1", ts=T + i), T + i) == []
+
+
+def test_manual_protection_uses_the_canonical_username() -> None:
+    eng = engine()
+    eng.apply(
+        Decision(
+            ts=T,
+            target="user:Bob@Example.org",
+            action=Action.PROTECT_USER,
+            rule="manual",
+            until=T + 60,
+        )
+    )
+    assert not eng.check("198.51.100.1", "bob@example.org", T + 1).allow
+    assert [d.target for d in eng.active(T + 1)] == ["user:bob@example.org"]
+    eng.apply(Decision(ts=T, target="user:BOB@example.org", action=Action.UNBAN, rule="manual"))
+    assert eng.check("198.51.100.1", "bob@example.org", T + 2).allow
+    assert eng.active(T + 2) == []

@@ -5,25 +5,12 @@ from ipaddress import ip_address
 from mailward.config.model import GeoRuleSettings
 from mailward.decisions.model import Action
 from mailward.detectors.base import Source
-from mailward.detectors.geo import GeoLookup, GeoRule, StaticGeo
+from mailward.detectors.geo import GeoRule
 
 
 def source(country: str | None, asn: int | None, banned: bool = False) -> Source:
     ip = ip_address("203.0.113.5")
     return Source(ip=ip, key=1, prefix=2, prefixlen=24, country=country, asn=asn, banned=banned)
-
-
-def test_static_geo_longest_match() -> None:
-    geo: GeoLookup = StaticGeo(
-        {"203.0.113.0/24": "de", "203.0.113.128/25": "FR", "2001:db8::/32": "NL"},
-        {"203.0.113.0/24": (64500, "Example AS")},
-    )
-    assert geo.country(ip_address("203.0.113.5")) == "DE"
-    assert geo.country(ip_address("203.0.113.200")) == "FR"
-    assert geo.country(ip_address("2001:db8::1")) == "NL"
-    assert geo.country(ip_address("192.0.2.1")) is None
-    assert geo.asn(ip_address("203.0.113.5")) == (64500, "Example AS")
-    assert geo.asn(ip_address("2001:db8::1")) is None
 
 
 def test_deny_lists_and_allow_only_mode() -> None:

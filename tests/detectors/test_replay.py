@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+import re
 from ipaddress import ip_address
 
 import pytest
+from tests.conftest import shared_file
 
 from mailward.config.model import DetectorSettings
 from mailward.detectors.engine import Engine
@@ -18,6 +20,7 @@ from mailward.events import (
     UnknownRecipient,
     Violation,
 )
+from mailward.parsers import read_events
 
 T = 1_763_700_000.0
 
@@ -126,3 +129,38 @@ def test_decision_line_shape() -> None:
     line = decision_line(out[0])
     assert set(line) >= {"time", "target", "rule", "until", "evidence"}
     assert line["time"] == "2025-11-21T04:40:03Z" and line["until"] == "2025-11-21T04:55:03Z"
+
+
+def _crowdsec(case: str, settings: DetectorSettings) -> tuple[set[str], set[str]]:
+    """Replay one crowdsecurity/hub test case; (addresses mailward banned, addresses CrowdSec's
+    scenario flags)."""
+    log = shared_file(f"crowdsec-hub/.tests/{case}/{case}.log")
+    expected = set(
+        re.findall(r'Sources\["([^"]+)"\]', (log.parent / "scenario.assert").read_text())
+    )
+    run = Replay(Engine(settings))
+    for event in read_events([str(log)]):
+        run.feed(event)
+    banned = {d.target for d in run.decisions if d.action.value == "ban"}
+    return banned, expected
+
+
+@pytest.mark.shared
+def test_crowdsec_dovecot_spam_case_with_defaults() -> None:
+    banned, expected = _crowdsec("dovecot-spam", DetectorSettings())
+    assert expected == {"1.1.1.1", "2.2.2.2", "172.17.0.1"}
+    assert banned == expected
+
+
+@pytest.mark.shared
+def test_crowdsec_short_cases_with_crowdsec_thresholds() -> None:
+    # CrowdSec flags 3 SASL failures, and 4 slow IMAP failures over half an hour; mailward's
+    # defaults (3 per minute allowed, 5 in 10 minutes, 12 a day) are laxer, the same policy is a
+    # setting away.
+    strict = DetectorSettings(
+        short_ban={"steps": [{"failures": 3, "window": "10m", "ban": "1h"}]},
+        long_window={"failures": 4},
+    )
+    for case in ("postfix-sasl-bf", "dovecot-slow-bf", "dovecot-time-based-bf"):
+        banned, expected = _crowdsec(case, strict)
+        assert expected and expected <= banned, case

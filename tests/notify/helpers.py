@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mailward.decisions.model import Action, Decision
-from mailward.events import AuthFailure, AuthSuccess, IPAddress, Service, normalise_ip
+from mailward.enrich import geoip
+from mailward.events import AuthFailure, AuthSuccess, Service, normalise_ip
 
 
 def fail(ts: float, ip: str, user: str | None = "alice", attempts: int = 1) -> AuthFailure:
@@ -20,16 +21,9 @@ def ban(ts: float, target: str, rule: str = "short_ban") -> Decision:
     return Decision(ts=ts, target=target, action=Action.BAN, rule=rule, until=ts + 3600)
 
 
-class MemoryGeo:
-    """GeoLookup twin: fixed answers per address."""
-
-    def __init__(self, table: dict[str, tuple[str, int]]) -> None:
-        self.table = table
-
-    def country(self, ip: IPAddress) -> str | None:
-        hit = self.table.get(str(ip))
-        return hit[0] if hit else None
-
-    def asn(self, ip: IPAddress) -> tuple[int, str] | None:
-        hit = self.table.get(str(ip))
-        return (hit[1], f"AS-{hit[1]}") if hit else None
+def MemoryGeo(table: dict[str, tuple[str, int]]) -> geoip.MemoryGeo:  # noqa: N802
+    """The enrich stage's GeoLookup twin, from {address: (country, asn)}."""
+    return geoip.MemoryGeo(
+        countries={ip: c for ip, (c, _) in table.items()},
+        asns={ip: (n, f"AS-{n}") for ip, (_, n) in table.items()},
+    )

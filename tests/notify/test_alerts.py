@@ -11,6 +11,7 @@ from tests.notify.helpers import MemoryGeo, ban, fail, ok
 
 from mailward.config.model import AlertSettings
 from mailward.decisions.model import Action, Decision
+from mailward.detectors.safety import CircuitBreaker
 from mailward.events import AuthFailure, Connection, Event, Service, normalise_ip
 from mailward.notify.alerts import AttackRules, SqliteLocations, prefix_of
 from mailward.notify.model import Alert, Severity
@@ -291,3 +292,16 @@ def test_real_postfix_log_spikes_point_at_confirmed_bursts() -> None:
             and start <= datetime.fromisoformat(line.split(" ", 1)[0]).timestamp() <= end
         ]
         assert len(in_window) >= alert.facts["sources"]["200.123.4.113"] >= 25
+
+
+def test_engine_circuit_breaker_signals_alert() -> None:
+    breaker = CircuitBreaker(limit=5)
+    for i in range(8):
+        breaker.allow(MONDAY + i)
+    rules = AttackRules(AlertSettings(), tz=UTC)
+    [opened] = [a for s in breaker.take_signals() for a in rules.circuit(s, MONDAY + 8)]
+    assert opened.severity is Severity.CRITICAL and "STOPPED new bans" in opened.title
+    assert opened.facts == {"bans_per_minute": 5, "limit": 5, "circuit_breaker": True}
+    breaker.poll(MONDAY + 200)
+    [closed] = [a for s in breaker.take_signals() for a in rules.circuit(s, MONDAY + 200)]
+    assert closed.kind == "ban_storm_over" and "3 bans were" in closed.title

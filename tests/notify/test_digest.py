@@ -112,16 +112,20 @@ def week_and_a_day() -> MemorySource:
 def test_digest_data_against_the_baseline() -> None:
     geo = MemoryGeo({"81.2.69.160": ("GB", 1), "81.2.69.161": ("GB", 1)})
     d = build_digest(week_and_a_day(), NOW, geo=geo, top=3, health={"sources": "ok"})
-    assert d.attempts == 48 + 200
+    assert d.attempts == 46 + 200  # 23 full hours and the current one (07:00, empty)
     assert d.baseline_attempts == 48
     assert d.top_ips[0][1] == 100 and d.top_ips[0][2] == "GB"
     assert {ip for ip, _, _ in d.top_ips[:2]} == {"81.2.69.160", "81.2.69.161"}
     assert d.top_countries[0] == ("GB", 200)
     assert d.top_usernames[0] == ("alice", 200)
-    assert d.hourly[20] == 2 + 200 and d.hourly_baseline[20] == 2  # the spike hour, 03:00
-    assert d.hourly_ips[20] == 4
+    assert d.hourly[19] == 2 + 200 and d.hourly_baseline[19] == 2  # the spike hour, 03:00
+    assert d.hourly_ips[19] == 4 and d.hourly_baseline[23] == 2
     assert (d.bans, d.bans_by_rule, d.protected_users) == (1, [("rate_limit", 1)], ["alice"])
     assert d.successes == 1 and len(d.alerts) == 1
+    # The same spike finding as `mailward analyze` (the digest reuses its aggregation).
+    assert d.spikes == [
+        "2026-03-10 03:00 UTC to 2026-03-10 04:00 UTC: 202 attempts (baseline 2/hour), 2 busy addresses"
+    ]
     assert d.to_json()["top_usernames"][0] == {"username": "alice", "attempts": 200}
 
 
@@ -130,7 +134,7 @@ def test_digest_mail_has_text_html_and_inline_chart() -> None:
     msg = render_digest(d, host="mx1")
     assert (
         msg.subject
-        == "[mailward mx1] daily digest 2026-03-10: 248 failed logins (5.2x the usual), 1 bans, 1 alerts"
+        == "[mailward mx1] daily digest 2026-03-10: 246 failed logins (5.1x the usual), 1 bans, 1 alerts"
     )
     assert "Top usernames:" in msg.text and "alice" in msg.text
     mail = message_from_bytes(

@@ -16,7 +16,7 @@ from typing import Any
 from tests.notify.helpers import fail, ok
 from tests.notify.sinks import read_outbox, sendmail_stub, smtp_sink
 
-from mailward.clock import SystemClock
+from mailward.clock import ManualClock, SystemClock
 from mailward.config import load
 from mailward.config.model import Settings
 from mailward.daemon.app import Daemon
@@ -24,6 +24,7 @@ from mailward.daemon.ledger import MemoryLedger
 from mailward.daemon.tasks import Supervisor
 from mailward.daemon.twins import ThresholdEngine, TwinParser
 from mailward.decisions.model import Decision
+from mailward.detectors.engine import Engine
 from mailward.enforcers.base import MemoryEnforcer
 from mailward.events import Event
 from mailward.notify.channels.base import MemoryNotifier
@@ -31,6 +32,7 @@ from mailward.notify.manager import AlertManager, build_channels, components
 from mailward.notify.metrics import Metrics
 from mailward.notify.model import Alert, Severity
 from mailward.sources.follow import FileFollower
+from mailward.storage.sqlite import SqliteStore
 
 
 @dataclass
@@ -314,3 +316,82 @@ async def test_real_daemon_whose_pipeline_stalls_alerts_within_the_configured_ti
     lag_mails = [m for m in sink.messages if "behind on source" in m["Subject"]]
     assert lag_mails and "CRITICAL" in lag_mails[0]["Subject"]
     assert any("behind on source" in m["Subject"] for m in read_outbox(outbox))
+
+
+async def test_real_engine_circuit_breaker_reaches_the_channel(tmp_path: Path) -> None:
+    """The detector engine's circuit breaker opens during a flood of bans; the manager polls
+    the engine's signals and a critical alert goes out."""
+    settings = settings_for(
+        tmp_path,
+        notify={"group_seconds": 0},
+        alerts={"check_seconds": 0.1},
+        detectors={"safety": {"max_bans_per_minute": 5}},
+    )
+    clock = SystemClock()
+    engine = Engine(settings.detectors)
+    daemon = Daemon(
+        settings,
+        clock=clock,
+        enforcer=MemoryEnforcer(clock.now),
+        store=MemoryLedger(),
+        engine=engine,
+    )
+    channel = MemoryNotifier()
+    manager = AlertManager(settings, clock=clock, channels=[channel])
+    daemon.add_component(manager)
+    await daemon.start()
+    try:
+        now = time.time()
+        await daemon.feed([fail(now, f"203.0.113.{i}") for i in range(1, 21) for _ in range(6)])
+        await asyncio.wait_for(channel.arrived.wait(), 10)
+        await asyncio.sleep(0.3)
+    finally:
+        await daemon.shutdown()
+    subjects = [m.subject for m in channel.sent]
+    assert any("circuit breaker STOPPED new bans" in s and "CRITICAL" in s for s in subjects)
+
+
+async def test_restart_seeds_the_spike_baseline_from_the_store(tmp_path: Path) -> None:
+    """After a restart the spike rule needs no warm-up: the hourly history comes from the store
+    (hours without attempts are zeros), and the incident's spike alerts at once."""
+    now = float(int(time.time() // 3600) * 3600 + 1800)
+    store = SqliteStore(tmp_path / "mailward.db")
+    store.add_events([fail(now - k * 3600 * 3, "198.51.100.7") for k in range(1, 8 * 28)])
+    store.close()
+    clock = ManualClock(now)
+    channel = MemoryNotifier()
+    recorded: list[Alert] = []
+    manager = AlertManager(
+        settings_for(tmp_path, notify={"group_seconds": 0}),
+        clock=clock,
+        channels=[channel],
+        history=lambda: SqliteStore(tmp_path / "mailward.db"),
+        record=recorded.append,
+    )
+    await manager.start(None)
+    try:
+        assert manager.rules.spike.baseline.hours >= 27 * 24  # four weeks, zeros included
+        exp = manager.rules.spike.baseline.expect(now)
+        assert exp is not None and exp.basis == "hour of week"
+        for i in range(60):
+            manager.on_event(fail(now + i * 20, "203.0.113.5"))
+        clock.advance(1200)
+        manager.check()
+        await asyncio.wait_for(channel.arrived.wait(), 5)
+    finally:
+        await manager.stop()
+    assert "Spike: 60 login attempts" in channel.sent[0].subject
+    assert [a.kind for a in recorded] == ["login_spike"]
+
+
+async def test_fresh_install_without_a_database_warms_up_quietly(tmp_path: Path) -> None:
+    from mailward.storage.reader import SqliteReader
+
+    manager = AlertManager(
+        settings_for(tmp_path),
+        channels=[MemoryNotifier()],
+        history=lambda: SqliteReader(tmp_path / "missing.db"),
+    )
+    await manager.start(None)
+    await manager.stop()
+    assert manager.rules.spike.baseline.hours == 0

@@ -128,3 +128,30 @@ def test_policy_components_follow_the_config() -> None:
     )
     kinds = [type(c) for c in policy_components(s, country=lambda ip: "DE")]
     assert kinds == [PostfixPolicyServer, DovecotPolicyServer]
+
+
+def test_bind_host_prefers_the_daemons_non_blocking_intake_and_applies_own_decisions() -> None:
+    class Daemon:
+        def __init__(self) -> None:
+            self.engine = MemoryBackend()
+            self.clock = ManualClock(0)
+            self.decisions: list[Decision] = []
+            self.events: list[object] = []
+
+        def submit_decisions(self, decisions: list[Decision]) -> None:
+            self.decisions += decisions
+
+        def submit_event(self, event: object) -> None:
+            self.events.append(event)
+
+    d = Daemon()
+    link = bind_host(d, None, None, None)
+    assert link.outboxes == []  # nothing to start: the daemon queues itself
+    ban = Decision(0, "192.0.2.7", Action.BAN, "policy_pwhash_ip")
+    assert link.decisions is not None and link.events is not None
+    link.decisions([ban])
+    assert d.decisions == [ban]
+    assert not d.engine.check(ip_address("192.0.2.7"), None, 1).allow  # applied to the engine
+    event = AuthSuccess(ts=0, service=Service.IMAP, ip=IP, username="bob")
+    link.events(event)
+    assert d.events == [event]

@@ -77,3 +77,16 @@ def test_netset_matches_addresses_and_prefixes_and_expires() -> None:
     assert ip_network("192.0.2.0/24") in s and "x" not in s
     s.discard(ip_network("192.0.2.0/24"))
     assert s.match(ip_address("192.0.2.200"), 10) is None
+
+
+def test_parse_ip_is_strict_and_normalises_mapped_addresses() -> None:
+    import pytest
+
+    from mailward.policy.signals import parse_ip
+
+    assert parse_ip("192.0.2.1") == ip_address("192.0.2.1")
+    assert parse_ip("::ffff:192.0.2.1") == ip_address("192.0.2.1")
+    assert parse_ip("2001:db8::1") == ip_address("2001:db8::1")
+    for bad in ("1.2", "192.0.2.256", "unknown", "", "1.2.3.4 ", "01.2.3.4"):
+        with pytest.raises(ValueError):
+            parse_ip(bad)

@@ -114,6 +114,10 @@ class MailStack:
     def config(self) -> Path:
         return self.root / "mailward.toml"
 
+    @property
+    def daemon_config(self) -> Path:
+        return self.root / "mailward-run.toml"
+
     def log(self, name: str) -> Path:
         return self.root / "logs" / name
 
@@ -253,12 +257,24 @@ service auth {{
 }}
 {dovecot_snippet(self.dovecot_policy(), "2.3")}"""
         )
+        sendmail = r / "sendmail"
+        sendmail.write_text(
+            f"#!/bin/sh\ncat >> {r}/logs/alerts.mbox\necho >> {r}/logs/alerts.mbox\n"
+        )
+        sendmail.chmod(0o755)
+        (r / "mailward").mkdir(exist_ok=True)
         self.config.write_text(
             f"""\
 [general]
 state_dir = "{r}/mailward"
 # The test clients are on loopback: only the poll address is "the server itself".
 server_addresses = ["127.0.0.1/32"]
+
+[notify]
+# A stand-in for /usr/sbin/sendmail that keeps each message: the notify channel really runs it.
+sendmail_path = "{r}/sendmail"
+to = ["postmaster@{DOMAIN}"]
+group_seconds = 0
 
 [detectors.short_ban]
 failures = 3
@@ -282,20 +298,37 @@ hash_nonce = "test-nonce-not-secret"
 """
         )
 
+    def write_daemon_config(self) -> None:
+        """The same settings plus log sources: the daemon follows Postfix's log and feeds its
+        ``unknown_recipient``/``disconnect`` events to the Postfix policy server. Only Postfix's
+        log: Dovecot's failures already arrive through the auth policy reports."""
+        r = self.root
+        text = self.config.read_text().replace(
+            "[policy.postfix]\nenabled = true\n",
+            "[policy.postfix]\nenabled = true\nunknown_recipients_per_client = 3\n",
+        )
+        self.daemon_config.write_text(
+            text
+            + f"""
+[sources]
+files = ["{r}/logs/postfix.log"]
+
+[daemon]
+control_socket = "{r}/mailward/control.sock"
+poll_interval = 0.05
+"""
+        )
+
     # -- processes, each by PID --------------------------------------------------------------
 
-    def start_mailward(self) -> None:
+    def start_mailward(self, daemon: bool = False) -> None:
+        """``mailward policy serve``, or with ``daemon`` the whole ``mailward run --dry-run``:
+        log followers on the stack's logs, detectors, the policy servers; no firewall."""
         out = open(self.log("mailward.log"), "ab")  # noqa: SIM115 - owned by the child
+        command = ["run", "--dry-run"] if daemon else ["policy", "serve"]
+        config = self.daemon_config if daemon else self.config
         self.mailward = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mailward.cli.main",
-                "-c",
-                str(self.config),
-                "policy",
-                "serve",
-            ],
+            [sys.executable, "-m", "mailward.cli.main", "-c", str(config), *command],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

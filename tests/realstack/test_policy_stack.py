@@ -1,4 +1,4 @@
-"""Real Postfix + Dovecot against mailward's policy servers (issue 4, "Real tests").
+"""Real Postfix + Dovecot against mailward's policy servers (issue 4, "Real tests"), six scenarios.
 
 One session: the stack starts once; scenarios run in file order and use their own users and
 source addresses. mailward is a separate process (``mailward policy serve``) running the real
@@ -153,6 +153,42 @@ def test_username_under_distributed_attack_refuses_new_ips_but_not_its_owner(
     mail_flow(stack)
 
 
+def test_enumeration_counted_from_postfix_rejects_is_refused_inline(stack: MailStack) -> None:
+    """With the whole daemon (``mailward run --dry-run``) following Postfix's log: three distinct
+    unknown recipients, rejected by Postfix itself (reject_unlisted_recipient before the policy
+    hook), get the client a 421 from the policy server at its next request."""
+    stack.write_daemon_config()
+    stack.stop_mailward()
+    stack.start_mailward(daemon=True)
+    try:
+        prober = stack.new_ip()
+        with stack.smtp(prober) as s:
+            s.ehlo()
+            s.mail(f"probe@{DOMAIN}")
+            for name in ("nosuch1", "nosuch2", "nosuch3"):
+                code, _ = s.rcpt(f"{name}@{DOMAIN}")
+                assert code == 550  # Postfix's own "User unknown in virtual mailbox table"
+            # the daemon reads the three reject lines and the policy server counts them
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    code, _ = s.rcpt(f"alice@{DOMAIN}")  # a real recipient, asked at RCPT
+                except smtplib.SMTPServerDisconnected:
+                    break  # 421 ends the session
+                if code == 421:
+                    break
+                assert code == 250 and time.monotonic() < deadline, "never refused in-line"
+                time.sleep(0.2)
+        with pytest.raises(smtplib.SMTPConnectError) as err:
+            stack.smtp(prober)
+        assert err.value.smtp_code == 421
+        stack.wait_log("mailward.log", "policy_enumeration")
+        mail_flow(stack)
+    finally:
+        stack.stop_mailward()
+        stack.start_mailward()
+
+
 def probe(stack: MailStack, hook_file: str) -> tuple[int, dict[str, object]]:
     done = subprocess.run(
         [
@@ -168,6 +204,7 @@ def probe(stack: MailStack, hook_file: str) -> tuple[int, dict[str, object]]:
             "2",
             "--on-failure",
             f"cat > {hook_file}",
+            "--notify",
         ],
         capture_output=True,
         text=True,
@@ -204,6 +241,10 @@ def test_outage_fails_open_and_is_detected(stack: MailStack) -> None:
         assert (
             f"127.0.0.1:{stack.policy_port}" in delivered and str(stack.authpol_port) in delivered
         )
+        # ... and through the [notify] channel: the sendmail channel ran our stand-in binary.
+        mail = stack.log("alerts.mbox").read_text()
+        assert "CRITICAL: mailward policy servers not answering" in mail
+        assert f"postmaster@{DOMAIN}" in mail
         # ... and in the mail logs, where mailward's log follower finds it after a restart.
         pf = stack.wait_log("postfix.log", "problem talking to server")
         dv = stack.wait_log("dovecot.log", "Policy server HTTP error")

@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -189,10 +190,11 @@ async def test_async_batches_wait_for_missing_file(tmp_path: Path) -> None:
     got: list[str] = []
 
     async def consume() -> None:
-        async for batch in f.batches():
-            got.extend(t for t, _ in batch.lines)
-            if len(got) >= 2:
-                return
+        async with contextlib.aclosing(f.batches()) as batches:
+            async for batch in batches:
+                got.extend(t for t, _ in batch.lines)
+                if len(got) >= 2:
+                    return
 
     task = asyncio.ensure_future(consume())
     await asyncio.sleep(0.05)

@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -61,12 +62,13 @@ async def collect(src: JournaldFollower, want: int, on_batch=None) -> list[str]:
     got: list[str] = []
 
     async def run() -> None:
-        async for batch in src.batches():
-            got.extend(t for t, _ in batch.lines)
-            if on_batch:
-                on_batch(batch)
-            if len(got) >= want:
-                return
+        async with contextlib.aclosing(src.batches()) as batches:  # stops journalctl
+            async for batch in batches:
+                got.extend(t for t, _ in batch.lines)
+                if on_batch:
+                    on_batch(batch)
+                if len(got) >= want:
+                    return
 
     await asyncio.wait_for(run(), 10)
     return got

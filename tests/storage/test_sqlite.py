@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 from ipaddress import IPv4Address
@@ -223,10 +224,12 @@ def test_wal_mode_and_permissions(tmp_path: Path) -> None:
     s = SqliteStore(path)
     s.add_events([fail(T0, "192.0.2.1")])
     assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 & ~umask
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750 & ~umask
     wal = path.with_name(path.name + "-wal")
-    assert wal.exists() and stat.S_IMODE(wal.stat().st_mode) == 0o640
+    assert wal.exists() and stat.S_IMODE(wal.stat().st_mode) == 0o640 & ~umask
     s.close()
 
 
@@ -268,3 +271,47 @@ def test_uncreatable_path_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot create"):
         SqliteStore(blocker / "sub" / "x.db")
+
+
+def test_evidence_that_is_not_json_is_kept_as_text(store: SqliteStore) -> None:
+    d = Decision(
+        T0, "192.0.2.1", Action.BAN, "r", T0 + 60, evidence={"ip": IPv4Address("192.0.2.1")}
+    )  # type: ignore[dict-item]
+    store.add_decision(d)
+    assert store.decisions()[0].evidence == {"ip": "192.0.2.1"}
+
+
+def test_active_is_extend_only_and_prefix_unban_lifts_inner_bans(store: SqliteStore) -> None:
+    long = ban(T0, "192.0.2.1", T0 + 7200)
+    short = ban(T0 + 10, "192.0.2.1", T0 + 600)  # a shorter ban never shortens a longer one
+    inner6 = ban(T0, "2001:db8::1", None)
+    other = ban(T0, "198.51.100.7", T0 + 7200)
+    for d in (long, short, inner6, other):
+        store.add_decision(d)
+    assert store.active_decisions(T0 + 20) == [long, other, inner6]  # by time, then target
+    store.add_decision(Decision(T0 + 30, "192.0.2.0/24", Action.UNBAN, "operator"))
+    store.add_decision(Decision(T0 + 30, "2001:db8::/32", Action.UNBAN, "operator"))
+    assert store.active_decisions(T0 + 40) == [other]
+    # Before the unban, everything was still in force.
+    assert store.active_decisions(T0 + 29) == [long, other, inner6]
+
+
+def test_active_bans_agree_with_the_daemon_ledger(store: SqliteStore) -> None:
+    ledger = pytest.importorskip("mailward.daemon.ledger")
+    rnd = __import__("random").Random(3)
+    targets = ["192.0.2.1", "192.0.2.2", "192.0.2.0/24", "2001:db8::5", "2001:db8::/48"]
+    history = []
+    for i in range(200):
+        t = rnd.choice(targets)
+        ts = T0 + i * 60
+        if rnd.random() < 0.2:
+            history.append(Decision(ts, t, Action.UNBAN, "op"))
+        else:
+            until = None if rnd.random() < 0.1 else ts + rnd.randint(60, 4 * 3600)
+            history.append(ban(ts, t, until))
+    for d in history:
+        store.add_decision(d)
+    for now in (T0 + 3000, T0 + 6000, T0 + 12000, T0 + 20000):
+        mine = [d for d in store.active_decisions(now) if d.action is Action.BAN]
+        theirs = ledger.active_from([d for d in history if d.ts <= now], now)
+        assert sorted(mine, key=lambda d: d.target) == sorted(theirs, key=lambda d: d.target)

@@ -3,40 +3,43 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING
 
 import click
 
 from mailward.cli.common import AppContext, emit_json, fail, json_option, pass_app
 from mailward.errors import MailwardError
-from mailward.notify.digest import DigestSource, build_digest, render_digest
-from mailward.notify.manager import build_channels
-from mailward.notify.spool import Spool
+
+if TYPE_CHECKING:
+    from mailward.enrich.geoip import GeoLookup
+    from mailward.storage.sqlite import SqliteStore
+
+# Heavy modules (store, analysis, matplotlib, channels) load only when the command runs.
 
 
-def open_store(app: AppContext) -> Any:
-    try:
-        module = importlib.import_module("mailward.storage.sqlite")
-    except ImportError:
-        fail("the event store is not available in this installation (mailward.storage.sqlite)")
+def open_store(app: AppContext) -> SqliteStore:
+    from mailward.storage.sqlite import SqliteStore
+
     settings = app.settings
     if not settings.db_path.exists():
         fail(
-            f"no database at {settings.db_path}: run `mailward run` or `mailward analyze --store` first"
+            f"no database at {settings.db_path}: run `mailward run` or "
+            "`mailward analyze --store` first"
         )
     try:
-        return module.SqliteStore.from_settings(settings)
+        return SqliteStore.from_settings(settings)
     except MailwardError as exc:
         fail(str(exc))
 
 
-def open_geo(app: AppContext) -> Any:
+def geo_or_none(app: AppContext) -> GeoLookup | None:
+    from mailward.enrich.geoip import open_geo
+
     try:
-        module = importlib.import_module("mailward.enrich.geoip")
-        return module.open_geo(app.settings.geoip)
-    except (ImportError, MailwardError):
+        return open_geo(app.settings.geoip)
+    except MailwardError as exc:
+        click.echo(f"mailward: GeoIP unavailable, countries left out: {exc}", err=True)
         return None
 
 
@@ -47,41 +50,48 @@ def open_geo(app: AppContext) -> Any:
 @pass_app
 def digest(app: AppContext, send: bool, no_chart: bool, as_json: bool) -> None:
     """The daily digest: top IPs, countries and usernames, bans, alerts, against the baseline."""
+    from mailward.notify.digest import build_digest, render_digest
+    from mailward.notify.manager import build_channels
+    from mailward.notify.spool import Spool
+
+    settings = app.settings
     store = open_store(app)
     now = time.time()
     try:
         data = build_digest(
-            cast(DigestSource, store), now, geo=open_geo(app), top=app.settings.analyze.top
+            store,
+            now,
+            geo=geo_or_none(app),
+            top=settings.analyze.top,
+            rate_limit_per_minute=settings.analyze.rate_limit_per_minute,
         )
     finally:
         store.close()
-    message = render_digest(data, chart=not no_chart and app.settings.digest.chart)
+    message = render_digest(data, chart=not no_chart and settings.digest.chart)
     if as_json:
         emit_json(data.to_json())
     elif not send:
         click.echo(message.text, nl=False)
-    if send:
-        from mailward.cli.notify import _try_all
+    if not send:
+        return
+    from mailward.cli.notify import _try_all
 
-        settings = app.settings
-        channels = build_channels(settings)
-        if not channels:
-            fail("no notification channel is configured")
-        results = asyncio.run(_try_all(channels, message, settings.notify.timeout_seconds))
-        failed = [n for n, err in results.items() if err is not None]
-        if failed:
-            # The daemon's dispatcher retries what is left in the outbox.
-            spool = Spool(settings.general.state_dir / "notify.db")
-            for name in failed:
-                spool.add(name, message, now)
-            spool.close()
-        for name, err in results.items():
-            click.echo(
-                f"{name}: {'sent' if err is None else 'FAILED (queued for retry): ' + err}",
-                err=True,
-            )
-        if failed:
-            raise SystemExit(1)
+    channels = build_channels(settings)
+    if not channels:
+        fail("no notification channel is configured")
+    results = asyncio.run(_try_all(channels, message, settings.notify.timeout_seconds))
+    failed = [name for name, err in results.items() if err is not None]
+    if failed:
+        # The daemon's dispatcher retries what is left in the outbox.
+        spool = Spool(settings.general.state_dir / "notify.db")
+        for name in failed:
+            spool.add(name, message, now)
+        spool.close()
+    for name, err in results.items():
+        state = "sent" if err is None else f"FAILED (queued for retry): {err}"
+        click.echo(f"{name}: {state}", err=True)
+    if failed:
+        raise SystemExit(1)
 
 
 COMMANDS = [digest]

@@ -17,6 +17,7 @@ import click
 from mailward.cli.common import AppContext, emit_json, fail, json_option, pass_app
 from mailward.config.model import Settings
 from mailward.decisions.model import Decision
+from mailward.notify.model import Alert
 from mailward.policy.backend import MemoryBackend
 from mailward.policy.dovecot import DovecotPolicyServer
 from mailward.policy.postfix import PostfixPolicyServer
@@ -150,9 +151,18 @@ async def run_probes(settings: Settings, timeout: float) -> list[ProbeResult]:
     help="Shell command run with the failure report on stdin when an endpoint is down "
     '(e.g. "sendmail -t" with a prepared header, or a notifier script).',
 )
+@click.option(
+    "--notify",
+    "notify",
+    is_flag=True,
+    help="Also deliver the alert through the [notify] channels (sendmail, SMTP, apprise), with "
+    "their cooldown, so a probe run every minute does not mail every minute.",
+)
 @json_option
 @pass_app
-def probe(app: AppContext, timeout: float, on_failure: str | None, as_json: bool) -> None:
+def probe(
+    app: AppContext, timeout: float, on_failure: str | None, notify: bool, as_json: bool
+) -> None:
     """Ask each enabled policy endpoint a harmless question. Exit 1 if one does not answer."""
     settings = app.settings
     results = asyncio.run(run_probes(settings, timeout))
@@ -172,12 +182,26 @@ def probe(app: AppContext, timeout: float, on_failure: str | None, as_json: bool
             state = f"up ({r.latency_ms:.1f} ms)" if r.ok else f"DOWN: {r.error}"
             click.echo(f"{r.name} {r.endpoint}: {state}")
     if alert is not None:
+        if notify:
+            asyncio.run(_notify(settings, alert))
         if on_failure:
             report = "\n".join((f"[{alert.severity.label}] {alert.title}", *alert.details)) + "\n"
             done = subprocess.run(on_failure, shell=True, input=report, text=True, check=False)
             if done.returncode != 0:
                 click.echo(f"mailward: --on-failure command exited {done.returncode}", err=True)
         raise SystemExit(1)
+
+
+async def _notify(settings: Settings, alert: Alert) -> None:
+    # The alert manager's gate keeps its cooldown in the state directory, across probe runs.
+    from mailward.notify.manager import AlertManager
+
+    manager = AlertManager(settings)
+    await manager.start(None)
+    try:
+        manager.raise_alert(alert)
+    finally:
+        await manager.stop()  # flushes the gate and lets the channels deliver
 
 
 COMMANDS = [policy_group]

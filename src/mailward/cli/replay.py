@@ -7,10 +7,9 @@ decision and, per attacker and campaign, the attempts that got through before an
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 import click
@@ -18,22 +17,16 @@ import click
 from mailward.cli.common import AppContext, fail, json_option, pass_app
 from mailward.config.model import Settings
 from mailward.detectors.engine import Engine
-from mailward.detectors.geo import GeoLookup
 from mailward.detectors.replay import Replay, ReplayResult, decision_line, event_from_json, iso
+from mailward.enrich.geoip import GeoLookup, open_geo
 from mailward.errors import MailwardError
 from mailward.events import Event
+from mailward.parsers import read_events
 
 
 def _log_events(settings: Settings, specs: Sequence[str]) -> Iterator[Event]:
-    try:
-        parsers = importlib.import_module("mailward.parsers")
-        read_events: Callable[..., Iterator[Event]] = parsers.read_events
-    except (ImportError, AttributeError):
-        fail(
-            "replay of raw logs needs mailward.parsers.read_events (the ingest stage); "
-            "use --events with `mailward parse --json` output instead"
-        )
-    return read_events(list(specs), settings.parsing)
+    # No file/line origins: the report does not show them, and parsing is faster without.
+    return read_events(list(specs), settings.parsing, origins=False)
 
 
 def _json_events(specs: Sequence[str]) -> Iterator[Event]:
@@ -69,17 +62,7 @@ def _geo(settings: Settings) -> GeoLookup | None:
         or det.geo.country_failures
         or det.distributed.asn_sources
     )
-    if not wanted:
-        return None
-    try:
-        module = importlib.import_module("mailward.enrich.geoip")
-        geo: GeoLookup = module.open_geo(settings.geoip)
-    except (ImportError, AttributeError):
-        fail(
-            "country/ASN rules are configured but GeoIP lookups (mailward.enrich.geoip) are "
-            "not available in this build"
-        )
-    return geo
+    return open_geo(settings.geoip) if wanted else None
 
 
 def _text_report(result: ReplayResult, top: int) -> None:
@@ -111,13 +94,13 @@ def _text_report(result: ReplayResult, top: int) -> None:
         for c in result.campaigns[:top]:
             echo(
                 f"  {c['campaign']:<40} {c['attackers']:>6} attackers  first ban "
-                f"{c['first_ban']}  {c['before']:>6} / {c['after_first_ban']:<6} {c['blocked']:>7}"
+                f"{c['first_ban'] or 'never':<20}  {c['before']:>6} / {c['after_first_ban']:<6} {c['blocked']:>7}"
             )
     if result.attackers:
         echo("Attackers (attempts through before / after its ban, refused):")
         for a in result.attackers[:top]:
             echo(
-                f"  {a['ip']:<40} first ban {a['first_ban']}  {a['before']:>6} / "
+                f"  {a['ip']:<40} first ban {a['first_ban'] or 'never':<20}  {a['before']:>6} / "
                 f"{a['after']:<6} {a['blocked']:>7}"
             )
 
@@ -166,6 +149,8 @@ def replay(
                     click.echo(json.dumps(decision_line(decision)))
     except MailwardError as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot read input: {exc}")
     result = run.result()
     if as_json:
         summary: dict[str, Any] = result.summary()

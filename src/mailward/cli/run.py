@@ -127,8 +127,40 @@ def build_daemon(
         sources=file_sources(settings),
         notifier=SystemdNotifier(),
     )
-    daemon.add_component(ControlServer(settings.control_socket))
+    add_components(daemon, settings, dry_run=dry_run)
     return daemon
+
+
+def add_components(daemon: Daemon, settings: Settings, *, dry_run: bool = False) -> None:
+    """What the configuration asks the daemon to run beside its pipeline: the control socket,
+    the copy into the shared store, the policy servers, alerting, metrics and the digest. A
+    dry run keeps no state and sends no alerts: it gets the control socket and the policy
+    servers only."""
+    from mailward.policy import policy_components
+
+    daemon.add_component(ControlServer(settings.control_socket))
+    if not dry_run:
+        from mailward.daemon.history import StoreWriter
+        from mailward.notify.manager import components as alerting
+        from mailward.storage.aio import AsyncStore
+        from mailward.storage.reader import SqliteReader
+
+        async def open_store() -> AsyncStore:
+            return await AsyncStore.from_settings(settings)
+
+        daemon.add_component(StoreWriter(open_store))
+        manager, extra = alerting(
+            settings,
+            clock=daemon.clock,
+            geo=getattr(daemon.engine, "geo", None),
+            open_store=lambda: SqliteReader(settings.db_path),
+        )
+        daemon.on_task_crash(manager.task_crashed)
+        for component in extra:
+            daemon.add_component(component)
+    geo = getattr(daemon.engine, "geo", None)
+    for server in policy_components(settings, country=geo.country if geo is not None else None):
+        daemon.add_component(server)
 
 
 async def serve(daemon: Daemon) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mailward.config.model import Settings
 from mailward.errors import ConfigError
@@ -61,15 +61,31 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _env_path(model: type[BaseModel], rest: str) -> str | None:
+    """Map ``policy_postfix_listen`` onto ``policy.postfix.listen`` by walking the model: section
+    and key names contain underscores themselves, so splitting on the first one is not enough."""
+    for name, field in sorted(model.model_fields.items(), key=lambda kv: -len(kv[0])):
+        if rest == name:
+            return name
+        if rest.startswith(name + "_"):
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                sub = _env_path(ann, rest[len(name) + 1 :])
+                if sub is not None:
+                    return f"{name}.{sub}"
+    return None
+
+
 def _env_overrides(env: Mapping[str, str]) -> Iterable[tuple[str, Any]]:
-    sections = set(Settings.model_fields)
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name == "MAILWARD_CONFIG":
             continue
         rest = name[len(ENV_PREFIX) :].lower()
-        section, _, key = rest.partition("_")
-        if section in sections and key:
-            yield f"{section}.{key}", _parse_scalar(value)
+        path = _env_path(Settings, rest)
+        if path is None:
+            raise ConfigError(name, "environment variable names no known setting")
+        if "." in path:
+            yield path, _parse_scalar(value)
 
 
 def _format_errors(exc: ValidationError) -> ConfigError:

@@ -583,6 +583,8 @@ DurationSeconds = Annotated[float, BeforeValidator(parse_duration_setting), Fiel
 
 
 class RateLimitSettings(Section):
+    """Per-address login rate limit (docs/detectors.md)."""
+
     enabled: bool = Field(True, description="Ban an address that tries logins too fast.")
     attempts: int = Field(3, ge=1, description="Login attempts allowed per address per window.")
     window: DurationSeconds = Field(60.0, description="The rate-limit window (default one minute).")
@@ -597,12 +599,16 @@ class RateLimitSettings(Section):
 
 
 class BanStep(Section):
+    """One extra short-ban step: failures within a window give a ban."""
+
     failures: int = Field(ge=1, description="Failed logins from one address ...")
     window: DurationSeconds = Field(description="... within this window ...")
     ban: DurationSeconds = Field(description="... give a first ban this long.")
 
 
 class ShortBanSettings(Section):
+    """Failed logins from one address in a short window."""
+
     enabled: bool = Field(True, description="The classic 'N failures in a window' ban.")
     failures: int = Field(5, ge=1, description="Failed logins from one address that trigger a ban.")
     window: DurationSeconds = Field(600.0, description="Window for 'failures' (default 10m).")
@@ -615,6 +621,8 @@ class ShortBanSettings(Section):
 
 
 class LongWindowSettings(Section):
+    """Failed logins from one address in a long window: slow guessing."""
+
     enabled: bool = Field(True, description="Catch slow guessing that never fills a short window.")
     failures: int = Field(12, ge=1, description="Failed logins from one address ...")
     window: DurationSeconds = Field(86400.0, description="... within this window (default 1d) ...")
@@ -624,6 +632,8 @@ class LongWindowSettings(Section):
 
 
 class EscalationSettings(Section):
+    """Repeat offenders: each offence multiplies the ban."""
+
     multiplier: float = Field(
         4.0, ge=1, description="Each repeat offence multiplies the ban by this factor."
     )
@@ -643,6 +653,8 @@ class EscalationSettings(Section):
 
 
 class GeoRuleSettings(Section):
+    """Country and ASN deny lists, allow-only mode, per-country thresholds."""
+
     deny_countries: list[str] = Field(
         default_factory=list, description="ISO country codes refused in-line and banned on failure."
     )
@@ -684,6 +696,8 @@ class GeoRuleSettings(Section):
 
 
 class DistributedSettings(Section):
+    """Usernames under distributed attack, prefix and ASN rules."""
+
     enabled: bool = Field(True, description="Detect one username tried from many addresses.")
     user_sources: int = Field(
         8, ge=2, description="Distinct failing sources on one username that mean 'under attack'."
@@ -726,6 +740,8 @@ class DistributedSettings(Section):
 
 
 class EnumerationSettings(Section):
+    """Unknown recipients and unknown-user logins per address and prefix."""
+
     enabled: bool = Field(
         True, description="Count unknown-recipient rejects and unknown-user logins."
     )
@@ -736,6 +752,8 @@ class EnumerationSettings(Section):
 
 
 class SafetySettings(Section):
+    """Allow lists, NAT safety and the ban circuit breaker."""
+
     allow: list[str] = Field(
         default_factory=list,
         description="Never banned, never counted: CIDRs, addresses or host names (names are "
@@ -759,6 +777,8 @@ class SafetySettings(Section):
 
 
 class TarpitSettings(Section):
+    """In-line delay suggestions for addresses with recent failures."""
+
     enabled: bool = Field(
         True, description="Suggest a delay to in-line policy for rising suspicion."
     )
@@ -769,6 +789,8 @@ class TarpitSettings(Section):
 
 
 class DetectorSettings(Section):
+    """Detectors: thresholds and ban lengths (docs/detectors.md)."""
+
     prefix_v4: int = Field(24, ge=8, le=32, description="IPv4 prefix length for prefix rules.")
     prefix_v6: int = Field(64, ge=16, le=128, description="IPv6 prefix length for prefix rules.")
     rate_limit: RateLimitSettings = Field(

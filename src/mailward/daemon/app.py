@@ -7,6 +7,7 @@ tasks; components (policy servers, alerting, metrics, the control socket) plug i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 LIVE_WINDOW = 300.0  # events older than this are a backlog: detectors see them at their own time
 COMMIT_LINES = 5000  # at most this many lines between two ledger commits
+SLICE = 0.02  # seconds of detector work before the pipeline yields to the event loop
 
 
 def overlapping(target: str, bans: set[str] | list[str]) -> list[str]:
@@ -213,22 +215,24 @@ class Daemon:
         await self._restore()
         self.events.start()
         self.decisions.start()
-        for source in self.sources:
-            self.supervisor.supervise(
-                f"source:{source.name}", self._source_factory(source), restart_on_exit=True
-            )
         self.supervisor.supervise("pipeline", self._pipeline)
         self.supervisor.supervise("feed", self._feed_loop)
         self.supervisor.supervise("enforce", self._enforce_loop)
         self.supervisor.supervise("expire", self._expire_loop)
         if self.notifier.watchdog_interval:
             self.supervisor.supervise("watchdog", self._watchdog_loop)
+        # Components (policy servers answer in-line) start before the sources, so a log backlog
+        # being caught up never delays them.
         for component in self.components:
             try:
                 await component.start(self)
             except Exception as exc:  # one component must not take the defence down
                 self.component_errors[component.name] = f"{type(exc).__name__}: {exc}"
                 log.exception("component %s failed to start", component.name)
+        for source in self.sources:
+            self.supervisor.supervise(
+                f"source:{source.name}", self._source_factory(source), restart_on_exit=True
+            )
         self.notifier.ready(self._status_line())
         log.info(
             "mailward running: %d sources, %d components, enforcer %s",
@@ -249,12 +253,9 @@ class Daemon:
         self._stop.set()
 
     async def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop reading, finish what was read (processed, recorded, enforced, delivered to
+        subscribers), then stop the components, in reverse order of start."""
         self.notifier.stopping()
-        for component in reversed(self.components):
-            try:
-                await asyncio.wait_for(component.stop(), timeout)
-            except Exception:
-                log.exception("component %s failed to stop", component.name)
         await self.supervisor.stop(names=[f"source:{s.name}" for s in self.sources])
         deadline = time.monotonic() + timeout
         pipeline = self.supervisor.info.get("pipeline")
@@ -272,9 +273,14 @@ class Daemon:
         if tail:
             await self._handle(tail, {}, {})
         await self._flush_enforcement()
-        await self.supervisor.stop()
         await self.events.drain()
         await self.decisions.drain()
+        for component in reversed(self.components):
+            try:
+                await asyncio.wait_for(component.stop(), timeout)
+            except Exception:
+                log.exception("component %s failed to stop", component.name)
+        await self.supervisor.stop()
         await self.events.stop()
         await self.decisions.stop()
         for source in self.sources:
@@ -300,9 +306,10 @@ class Daemon:
     def _source_factory(self, source: LiveSource) -> Callable[[], Coroutine[Any, Any, None]]:
         async def read() -> None:
             pending = self._pending_batches.setdefault(source.name, deque())
-            async for batch in source.batches():
-                pending.append(self.clock.now())
-                await self._queue.put(batch)
+            async with contextlib.aclosing(source.batches()) as batches:
+                async for batch in batches:
+                    pending.append(self.clock.now())
+                    await self._queue.put(batch)
 
         return read
 
@@ -323,6 +330,7 @@ class Daemon:
         newest: dict[str, float] = {}
         correlated: list[Event] = []
         for batch in batches:
+            await asyncio.sleep(0)  # parsing a batch is CPU work: let others in between
             status = self._status[batch.source]
             for event in self._parse(batch):
                 status.events += 1
@@ -406,7 +414,12 @@ class Daemon:
     ) -> list[Decision]:
         wall = self.clock.now()
         decisions: list[Decision] = []
+        slice_start = time.monotonic()
         for event in events:
+            if time.monotonic() - slice_start > SLICE:
+                # A backlog must not starve the loop: policy answers and the watchdog share it.
+                await asyncio.sleep(0)
+                slice_start = time.monotonic()
             now = wall if wall - event.ts < LIVE_WINDOW else min(wall, event.ts)
             now = max(self._last_obs, now)
             self._last_obs = now

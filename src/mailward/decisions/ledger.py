@@ -8,7 +8,7 @@ length), so ``covering()`` costs a handful of dict probes whatever the number of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 
@@ -57,13 +57,21 @@ def _is_active(decision: Decision, now: float) -> bool:
 
 
 class Ledger:
-    """Active BAN and PROTECT_USER decisions keyed by target, with fast lookups by address."""
+    """Active BAN and PROTECT_USER decisions keyed by target, with fast lookups by address.
+
+    Address and prefix bans are kept as compact rows ``(ts, until, template)`` — the rule,
+    reason, evidence and offence are one shared tuple for all the bans that say the same — and
+    rebuilt into ``Decision`` objects when read: a million botnet bans must not cost a million
+    target strings and decision objects."""
 
     def __init__(self) -> None:
-        # family -> prefix length -> network as int -> decision
-        self._nets: dict[int, dict[int, dict[int | str, Decision]]] = {4: {}, 6: {}}
-        self._users: dict[int | str, Decision] = {}
-        self._buckets: dict[int, list[str]] = {}
+        # family -> prefix length -> network as int -> row
+        self._nets: dict[int, dict[int, dict[int, _Row]]] = {4: {}, 6: {}}
+        self._users: dict[str, Decision] = {}
+        # minute bucket -> network ints of one table (or usernames) whose expiry falls in it;
+        # the ints are the table's own key objects, so the index costs a pointer per ban
+        self._buckets: dict[tuple[int, int], dict[int, list[int | str]]] = {}
+        self._templates: dict[tuple[str, str, int, int], _Template] = {}
         self._count = 0
 
     def __len__(self) -> int:
@@ -82,53 +90,110 @@ class Ledger:
             target = canonical_target(decision.target)
             if target != decision.target:
                 decision = replace(decision, target=target)
-        table, key = self._table(decision.target, slot)
-        old = table.get(key)
+        if decision.target.startswith(USER_PREFIX):
+            return self._add_user(decision)
+        if slot is None:
+            slot = slot_of(decision.target)
+        version, prefixlen, value = slot
+        family = self._nets[version]
+        table = family.get(prefixlen)
+        if table is None:
+            table = family[prefixlen] = {}
+        old = table.get(value)
+        if old is not None and (old[1] is None or old[1] > decision.ts):
+            if old[1] is None or (decision.until is not None and decision.until <= old[1]):
+                return None
+            if old[2][3] > decision.offence:
+                decision = replace(decision, offence=old[2][3])
+        if old is None:
+            self._count += 1
+        table[value] = (decision.ts, decision.until, self._template(decision))
+        if decision.until is not None:
+            self._due((version, prefixlen), decision.until).append(value)
+        return decision
+
+    def _add_user(self, decision: Decision) -> Decision | None:
+        old = self._users.get(decision.target)
         if old is not None and _is_active(old, decision.ts):
             if old.until is None or (decision.until is not None and decision.until <= old.until):
                 return None
-            if old.offence > decision.offence:
-                decision = replace(decision, offence=old.offence)
         if old is None:
             self._count += 1
-        table[key] = decision
+        self._users[decision.target] = decision
         if decision.until is not None:
-            bucket = int(decision.until // _BUCKET)
-            due = self._buckets.get(bucket)
-            if due is None:
-                due = self._buckets[bucket] = []
-            due.append(decision.target)
+            self._due(_USERS, decision.until).append(decision.target)
         return decision
+
+    def _due(self, table: tuple[int, int], until: float) -> list[int | str]:
+        buckets = self._buckets.get(table)
+        if buckets is None:
+            buckets = self._buckets[table] = {}
+        bucket = int(until // _BUCKET)
+        due = buckets.get(bucket)
+        if due is None:
+            due = buckets[bucket] = []
+        return due
+
+    def _template(self, decision: Decision) -> _Template:
+        key = (decision.rule, decision.reason, id(decision.evidence), decision.offence)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= 65536:
+                self._templates.clear()  # only sharing is lost
+            template = (decision.rule, decision.reason, decision.evidence, decision.offence)
+            self._templates[key] = template
+        return template
 
     def remove(self, target: str) -> Decision | None:
         """Drop the decision on exactly ``target`` (a prefix ban is not split by unbanning one
         address inside it); returns what was removed."""
         target = canonical_target(target)
-        table, key = self._slot(target)
-        old = table.pop(key, None)
-        if old is not None:
-            self._count -= 1
-        return old
+        if target.startswith(USER_PREFIX):
+            user = self._users.pop(target, None)
+            if user is not None:
+                self._count -= 1
+            return user
+        slot = slot_of(target)
+        table = self._nets[slot[0]].get(slot[1])
+        row = None if table is None else table.pop(slot[2], None)
+        if row is None:
+            return None
+        self._count -= 1
+        return _decision(slot, row)
 
     def expire(self, now: float) -> list[Decision]:
         """Remove and return the decisions whose expiry has passed."""
         out: list[Decision] = []
-        due = [b for b in self._buckets if b <= int(now // _BUCKET)]
-        for bucket in sorted(due):
-            keep: list[str] = []
-            for target in self._buckets.pop(bucket):
-                table, key = self._slot(target)
-                decision = table.get(key)
-                if decision is None or decision.until is None:
-                    continue
-                if decision.until <= now:
-                    del table[key]
-                    self._count -= 1
-                    out.append(decision)
-                elif int(decision.until // _BUCKET) == bucket:
-                    keep.append(target)  # later in this same minute
-            if keep:
-                self._buckets[bucket] = keep
+        current = int(now // _BUCKET)
+        for where, buckets in self._buckets.items():
+            table: dict[int, _Row] | None = None
+            if where != _USERS:
+                table = self._nets[where[0]].get(where[1])
+            for bucket in sorted(b for b in buckets if b <= current):
+                keep: list[int | str] = []
+                for item in buckets.pop(bucket):
+                    until: float | None
+                    if isinstance(item, str):
+                        user = self._users.get(item)
+                        until = None if user is None else user.until
+                        if user is not None and until is not None and until <= now:
+                            del self._users[item]
+                            self._count -= 1
+                            out.append(user)
+                            continue
+                    else:
+                        row = None if table is None else table.get(item)
+                        until = None if row is None else row[1]
+                        if table is not None and row is not None and until is not None:
+                            if until <= now:
+                                del table[item]
+                                self._count -= 1
+                                out.append(_decision((where[0], where[1], item), row))
+                                continue
+                    if until is not None and int(until // _BUCKET) == bucket:
+                        keep.append(item)  # later in this same minute
+                if keep:
+                    buckets[bucket] = keep
         return out
 
     # -- reads ------------------------------------------------------------------------------
@@ -137,29 +202,37 @@ class Ledger:
         """The active decision on exactly ``target`` (its ``slot`` may be given, as in ``add``)."""
         if slot is None:
             target = canonical_target(target)
-        table, key = self._table(target, slot)
-        decision = table.get(key)
-        return decision if decision is not None and _is_active(decision, now) else None
+            if target.startswith(USER_PREFIX):
+                user = self._users.get(target)
+                return user if user is not None and _is_active(user, now) else None
+            slot = slot_of(target)
+        table = self._nets[slot[0]].get(slot[1])
+        row = None if table is None else table.get(slot[2])
+        if row is None or (row[1] is not None and row[1] <= now):
+            return None
+        return _decision(slot, row)
 
     def covering(self, ip: IPAddress, now: float) -> Decision | None:
         """The active ban on ``ip`` or on a prefix containing it (longest expiry wins)."""
         if isinstance(ip, IPv4Address):
-            lengths, bits = self._nets[4], 32
+            version, bits = 4, 32
         else:
-            lengths, bits = self._nets[6], 128
+            version, bits = 6, 128
         value = int(ip)
-        best: Decision | None = None
-        for plen, table in lengths.items():
+        best: tuple[Slot, _Row] | None = None
+        for plen, table in self._nets[version].items():
             if not table:
                 continue
-            decision = table.get(value >> (bits - plen) << (bits - plen))
-            if decision is None or not _is_active(decision, now):
+            base = value >> (bits - plen) << (bits - plen)
+            row = table.get(base)
+            if row is None:
                 continue
-            if best is None or decision.until is None:
-                best = decision
-            elif best.until is not None and decision.until > best.until:
-                best = decision
-        return best
+            until = row[1]
+            if until is not None and until <= now:
+                continue
+            if best is None or until is None or (best[1][1] is not None and until > best[1][1]):
+                best = ((version, plen, base), row)
+        return None if best is None else _decision(*best)
 
     def user(self, name: str, now: float) -> Decision | None:
         """The active protection of username ``name``, if any."""
@@ -167,25 +240,39 @@ class Ledger:
         return decision if decision is not None and _is_active(decision, now) else None
 
     def active(self, now: float) -> list[Decision]:
-        return [d for d in self._all() if _is_active(d, now)]
+        out: list[Decision] = []
+        for version, family in self._nets.items():
+            for plen, table in family.items():
+                for value, row in table.items():
+                    if row[1] is None or row[1] > now:
+                        out.append(_decision((version, plen, value), row))
+        out += [d for d in self._users.values() if _is_active(d, now)]
+        return out
 
-    def _all(self) -> Iterator[Decision]:
-        for family in self._nets.values():
-            for table in family.values():
-                yield from table.values()
-        yield from self._users.values()
 
-    def _slot(self, target: str) -> tuple[dict[int | str, Decision], int | str]:
-        return self._table(target, None)
+_USERS = (0, 0)  # the bucket index of protections
+_Template = tuple[str, str, Mapping[str, int | float | str], int]  # rule, reason, evidence, offence
+_Row = tuple[float, float | None, _Template]  # ts, until, template
 
-    def _table(self, target: str, slot: Slot | None) -> tuple[dict[int | str, Decision], int | str]:
-        if slot is None:
-            if target.startswith(USER_PREFIX):
-                return self._users, target
-            slot = slot_of(target)
-        version, prefixlen, value = slot
-        family = self._nets[version]
-        table = family.get(prefixlen)
-        if table is None:
-            table = family[prefixlen] = {}
-        return table, value
+
+def _target(slot: Slot) -> str:
+    version, prefixlen, value = slot
+    if version == 4:
+        address = str(IPv4Address(value))
+        return address if prefixlen == 32 else f"{address}/{prefixlen}"
+    address = str(IPv6Address(value))
+    return address if prefixlen == 128 else f"{address}/{prefixlen}"
+
+
+def _decision(slot: Slot, row: _Row) -> Decision:
+    ts, until, (rule, reason, evidence, offence) = row
+    return Decision(
+        ts=ts,
+        target=_target(slot),
+        action=Action.BAN,
+        rule=rule,
+        until=until,
+        reason=reason,
+        offence=offence,
+        evidence=evidence,
+    )

@@ -64,8 +64,11 @@ class Source:
 
     @property
     def slot(self) -> Slot:
-        """The address as a ledger slot."""
-        return (self.ip.version, 32 if self.ip.version == 4 else 128, int(self.ip))
+        """The address as a ledger slot (for IPv4 its int is ``key`` itself: one object shared
+        by the ledger and the detector state)."""
+        if self.ip.version == 4:
+            return (4, 32, self.key)
+        return (6, 128, int(self.ip))
 
     @property
     def prefix_slot(self) -> Slot:

@@ -9,16 +9,16 @@ argument, so the daemon, the policy servers and ``mailward replay`` share this o
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Any
 
 from mailward.config.model import DetectorSettings, Settings
-from mailward.decisions.ledger import Ledger, Slot, slot_of
+from mailward.decisions.ledger import Ledger
 from mailward.decisions.model import USER_PREFIX, Action, Decision
-from mailward.detectors.base import Evidence, Finding, Source, canonical_user
+from mailward.detectors.base import Source, canonical_user
+from mailward.detectors.decide import Decider
 from mailward.detectors.distributed import ATTACK, GOOD_IP, NET_SOURCES, USER_SOURCES, Distributed
 from mailward.detectors.enumeration import ENUM_IP, ENUM_NET, Enumeration
 from mailward.detectors.failures import ATTEMPT, FAIL, OWNER_FAIL, AddressFailures
@@ -99,12 +99,15 @@ class Engine:
             or bool(settings.geo.country_failures)
             or (settings.distributed.enabled and settings.distributed.asn_sources > 0)
         )
-        protect = settings.distributed.protect
-        # a protection is re-announced when extended by this much (always before it runs out)
-        self._gap = min(max(60.0, protect / 6), protect / 2)
-        # a ban this long outlasts every failure window: the failure times can go
-        self._drop_after = self.failures.window
-        self._shared: dict[tuple[str, tuple[object, ...]], tuple[str, Evidence]] = {}
+        self.decider = Decider(
+            settings,
+            state=self.state,
+            ledger=self.ledger,
+            history=self.history,
+            exempt=self.exempt,
+            breaker=self.breaker,
+            drop_after=self.failures.window,
+        )
         self._next_sweep = 0.0
         self._next_history_sweep = 0.0
         self.counts = {"events": 0, "decisions": 0, "exempt": 0}
@@ -171,7 +174,9 @@ class Engine:
         owner = user is not None and self.distributed.is_known_good(self.state, user, src, now)
         n = max(1, event.attempts)
         cover = src.cover
-        if cover is None or (cover.until is not None and cover.until - cover.ts < self._drop_after):
+        if cover is None or (
+            cover.until is not None and cover.until - cover.ts < self.decider.drop_after
+        ):
             findings = self.failures.on_failure(self.state, src, now, n, owner=owner)
         else:
             # Banned for longer than any failure window (a bot's first-failure ban): counting
@@ -182,7 +187,7 @@ class Engine:
         findings += self.distributed.on_asn_failure(self.state, src, now)
         if unknown:
             findings += self.enumeration.on_miss(self.state, src, now, "login")
-        return self._decide(findings, src, now)
+        return self.decider.decide(findings, src, now)
 
     def _success(self, event: AuthSuccess, now: float) -> list[Decision]:
         ip = event.ip
@@ -197,142 +202,16 @@ class Engine:
             now,
             self.settings.safety.known_good_for,
         )
-        return self._decide(findings, src, now)
+        return self.decider.decide(findings, src, now)
 
     def _unknown_recipient(self, event: Event, now: float) -> list[Decision]:
         ip = event.ip
         if ip is None or ip in self.exempt:
             return []
         src = self._source(ip, now)
-        return self._decide(self.enumeration.on_miss(self.state, src, now, "recipient"), src, now)
-
-    # -- findings -> decisions --------------------------------------------------------------
-
-    def _decide(self, findings: list[Finding], src: Source, now: float) -> list[Decision]:
-        if not findings:
-            return []
-        out: list[Decision] = []
-        address = src.address
-        ip_best: Finding | None = None
-        nets: dict[str, Finding] = {}
-        for finding in findings:
-            if finding.action is Action.PROTECT_USER:
-                out += self._protect(finding, now)
-            elif finding.target == address:
-                if ip_best is None or finding.duration > ip_best.duration:
-                    ip_best = finding
-            else:
-                old = nets.get(finding.target)
-                if old is None or finding.duration > old.duration:
-                    nets[finding.target] = finding
-        covered = False
-        for finding in nets.values():
-            slot = src.prefix_slot if finding.target == src.prefix_target else None
-            decision = self._ban(finding, now, slot)
-            if decision is not None:
-                out.append(decision)
-                covered = True
-        if ip_best is not None and not covered:
-            cover = src.cover
-            # A ban on the address itself may still grow; one on its prefix already holds it.
-            if cover is None or cover.target == address:
-                decision = self._ban(ip_best, now, src.slot)
-                if decision is not None:
-                    out.append(decision)
-                    if decision.until is not None and decision.until - now >= self._drop_after:
-                        # Its failure times leave every window before the ban ends: forget
-                        # them now (a million banned bots must not cost twice).
-                        self.state.reset(FAIL, src.key)
-        return out
-
-    def _intern(self, finding: Finding) -> tuple[str, Evidence]:
-        """Share equal reasons and evidence between decisions: a botnet's first-failure bans
-        all say the same, and a million copies would cost more than the bans themselves.
-        Evidence is read-only by contract (``Decision`` is frozen)."""
-        key = (finding.reason, tuple(finding.evidence.items()))
-        hit = self._shared.get(key)
-        if hit is None:
-            if len(self._shared) >= 4096:
-                self._shared.clear()
-            hit = self._shared[key] = (finding.reason, finding.evidence)
-        return hit
-
-    def _ban(self, finding: Finding, now: float, slot: Slot | None) -> Decision | None:
-        target = finding.target
-        if slot is None:
-            slot = slot_of(target)
-        if slot[1] < (32 if slot[0] == 4 else 128) and self.exempt.overlaps(ip_network(target)):
-            return None
-        esc = self.settings.escalation
-        existing = self.ledger.get(target, now, slot)
-        if existing is not None:
-            # Still failing while banned (the firewall lags the log): a stronger rule may
-            # lengthen the ban, at the same offence count.
-            offence = existing.offence
-            record = False
-        else:
-            offence = (
-                self.history.offences(target, now - esc.history) + 1 if finding.escalate else 1
-            )
-            record = True
-        duration = finding.duration
-        if offence > 1:
-            grown = finding.duration * esc.multiplier ** min(offence - 1, 64)
-            duration = max(finding.duration, min(grown, esc.max_ban))
-        if existing is not None and (
-            existing.until is None or duration <= existing.until - existing.ts
-        ):
-            return None
-        if not self.breaker.allow(now):
-            return None
-        reason, evidence = self._intern(finding)
-        if offence > 1:
-            evidence = {**evidence, "previous_offences": offence - 1}
-        decision = Decision(
-            ts=now,
-            target=target,
-            action=Action.BAN,
-            rule=finding.rule,
-            until=now + duration,
-            reason=reason,
-            offence=offence,
-            evidence=evidence,
+        return self.decider.decide(
+            self.enumeration.on_miss(self.state, src, now, "recipient"), src, now
         )
-        stored = self.ledger.add(decision, slot)
-        if record:
-            self.history.record(target, now)
-        return stored
-
-    def _protect(self, finding: Finding, now: float) -> list[Decision]:
-        decision = self._touch(sys.intern(finding.target[len(USER_PREFIX) :]), now, finding)
-        return [] if decision is None else [decision]
-
-    def _touch(self, user: str, now: float, finding: Finding | None = None) -> Decision | None:
-        """Extend the protection of ``user``. The ledger, and the caller through the returned
-        decision, hear of it only when it moved by ``_gap``: a long attack is not a decision
-        per attempt, and the ledger's expiry never passes while attempts go on."""
-        until = now + self.settings.distributed.protect
-        self.state.mark(ATTACK, user, until)
-        current = self.ledger.user(user, now)
-        if current is not None and (current.until is None or until - current.until < self._gap):
-            return None
-        evidence: Mapping[str, int | float | str]
-        if finding is not None:
-            rule, reason, evidence = finding.rule, finding.reason, finding.evidence
-        elif current is not None:
-            rule, reason, evidence = current.rule, current.reason, current.evidence
-        else:
-            rule, reason, evidence = "user_under_attack", "attack goes on", {}
-        decision = Decision(
-            ts=now,
-            target=USER_PREFIX + user,
-            action=Action.PROTECT_USER,
-            rule=rule,
-            until=until,
-            reason=reason,
-            evidence=evidence,
-        )
-        return self.ledger.add(decision)
 
     # -- in-line ----------------------------------------------------------------------------
 
@@ -365,7 +244,7 @@ class Engine:
                 prefixlen=cfg.prefix_v4 if ip.version == 4 else cfg.prefix_v6,
             )
             if not self.distributed.is_known_good(self.state, user, src, now):
-                self._touch(user, now)  # every rejected attempt extends the protection
+                self.decider.touch(user, now)  # every rejected attempt extends the protection
                 return Verdict(
                     False,
                     reason=f"user:{user} is under attack",
@@ -393,10 +272,13 @@ class Engine:
             self._unban(decision.target)
             return
         if decision.is_user:
-            user = decision.target[len(USER_PREFIX) :]
+            user = canonical_user(decision.target[len(USER_PREFIX) :])
+            if user is None:
+                log.warning("not applying %s: empty username", decision.rule)
+                return
             until = decision.until if decision.until is not None else float("inf")
             self.state.mark(ATTACK, user, until)
-            self.ledger.add(decision)
+            self.ledger.add(replace(decision, target=USER_PREFIX + user))
             return
         net = decision.network
         if net is not None and self.exempt.overlaps(net):
@@ -405,12 +287,13 @@ class Engine:
         self.ledger.add(decision)
 
     def _unban(self, target: str) -> None:
-        self.ledger.remove(target)
         if target.startswith(USER_PREFIX):
-            user = target[len(USER_PREFIX) :]
+            user = canonical_user(target[len(USER_PREFIX) :]) or ""
+            self.ledger.remove(USER_PREFIX + user)
             self.state.unmark(ATTACK, user)
             self.state.reset(USER_SOURCES, user)
             return
+        self.ledger.remove(target)
         net = ip_network(target, strict=False)
         cfg = self.settings
         if net.num_addresses == 1:
@@ -433,7 +316,7 @@ class Engine:
             if old.is_user:
                 user = old.target[len(USER_PREFIX) :]
                 if self.state.marked(ATTACK, user, now) is not None:
-                    self._touch(user, now)  # attempts went on in-line: still protected
+                    self.decider.touch(user, now)  # attempts went on in-line: still protected
                     continue
             out.append(
                 Decision(

@@ -1,60 +1,16 @@
-"""Country and ASN rules, and the slice of GeoIP they need: ``country(ip)`` and ``asn(ip)``.
-
-``mailward.enrich.geoip`` provides the real lookups (cached, in memory); any object with these two
-methods fits. ``StaticGeo`` is the in-memory twin for tests and replays with a fixed table.
+"""Country and ASN rules: deny lists, allow-only mode (per-country thresholds live in the
+failure rules). Lookups come from ``mailward.enrich.geoip`` (``open_geo``, cached in memory;
+``MemoryGeo`` is its twin), so the in-line check never waits on I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
-from typing import Protocol, TypeVar
-
 from mailward.config.model import GeoRuleSettings
 from mailward.decisions.model import Action
 from mailward.detectors.base import Finding, Source
+from mailward.enrich.geoip import GeoLookup
 
-IPAddress = IPv4Address | IPv6Address
-T = TypeVar("T")
-
-
-class GeoLookup(Protocol):
-    def country(self, ip: IPAddress) -> str | None:
-        """ISO 3166 alpha-2 code, or None when unknown."""
-        ...
-
-    def asn(self, ip: IPAddress) -> tuple[int, str] | None:
-        """(AS number, organisation), or None when unknown."""
-        ...
-
-
-class StaticGeo:
-    """Country and ASN by longest matching network from fixed tables."""
-
-    def __init__(
-        self,
-        countries: Mapping[str, str] | None = None,
-        asns: Mapping[str, tuple[int, str]] | None = None,
-    ) -> None:
-        self._countries = self._index(countries or {})
-        self._asns = self._index(asns or {})
-
-    @staticmethod
-    def _index(table: Mapping[str, T]) -> list[tuple[IPv4Network | IPv6Network, T]]:
-        nets = [(ip_network(cidr, strict=False), value) for cidr, value in table.items()]
-        return sorted(nets, key=lambda item: item[0].prefixlen, reverse=True)
-
-    def country(self, ip: IPAddress) -> str | None:
-        for net, code in self._countries:
-            if net.version == ip.version and ip in net:
-                return code.upper()
-        return None
-
-    def asn(self, ip: IPAddress) -> tuple[int, str] | None:
-        for net, value in self._asns:
-            if net.version == ip.version and ip in net:
-                return value
-        return None
+__all__ = ["GeoLookup", "GeoRule"]
 
 
 class GeoRule:

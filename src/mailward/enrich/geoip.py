@@ -8,6 +8,7 @@ addresses have no country and no ASN. ``MemoryGeo`` is the twin for tests.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -198,22 +199,25 @@ class CachedGeo:
         self._cache: OrderedDict[IPAddress, tuple[str | None, ASN | None]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self._lock = threading.Lock()
 
     def _entry(self, ip: IPAddress | str) -> tuple[str | None, ASN | None]:
         addr = _addr(ip)
         if addr is None:
             return None, None
-        hit = self._cache.get(addr)
-        if hit is not None:
-            self.hits += 1
-            self._cache.move_to_end(addr)
-            return hit
-        self.misses += 1
+        with self._lock:
+            hit = self._cache.get(addr)
+            if hit is not None:
+                self.hits += 1
+                self._cache.move_to_end(addr)
+                return hit
+            self.misses += 1
         entry = (self.inner.country(addr), self.inner.asn(addr))
         if self.maxsize > 0:
-            self._cache[addr] = entry
-            if len(self._cache) > self.maxsize:
-                self._cache.popitem(last=False)
+            with self._lock:  # report builders may share one lookup between threads
+                self._cache[addr] = entry
+                if len(self._cache) > self.maxsize:
+                    self._cache.popitem(last=False)
         return entry
 
     def country(self, ip: IPAddress | str) -> str | None:

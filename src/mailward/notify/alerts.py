@@ -16,6 +16,7 @@ from typing import Protocol
 
 from mailward.config.model import AlertSettings
 from mailward.decisions.model import Action, Decision
+from mailward.enrich.geoip import GeoLookup
 from mailward.events import AuthFailure, AuthSuccess, Event, IPAddress, normalise_ip
 from mailward.notify.baseline import HourlyBaseline, SlidingSpike
 from mailward.notify.model import Alert, Severity, iso
@@ -23,14 +24,6 @@ from mailward.notify.model import Alert, Severity, iso
 TOP = 5
 MAX_STAMPS = 1000  # failure times kept per address or prefix (thresholds are far lower)
 PRUNE_EVERY = 600.0  # seconds; pruning walks every tracked address
-
-
-class GeoLookup(Protocol):
-    """Structural copy of ``mailward.enrich.geoip.GeoLookup`` (the subset alerts need)."""
-
-    def country(self, ip: IPAddress) -> str | None: ...
-
-    def asn(self, ip: IPAddress) -> tuple[int, str] | None: ...
 
 
 class LocationHistory(Protocol):
@@ -185,6 +178,47 @@ class AttackRules:
                 return []
             self._episodes.active.add(key)
             return [self._distributed_alert(user, ips, now, decision)]
+        return []
+
+    def circuit(self, signal: object, now: float) -> list[Alert]:
+        """A circuit-breaker signal from the engine (``CircuitOpen`` / ``CircuitClosed``)."""
+        kind = getattr(signal, "kind", "")
+        if kind == "circuit_open":
+            rate = int(getattr(signal, "bans_last_minute", 0))
+            limit = int(getattr(signal, "limit", self.s.ban_storm_per_minute))
+            self._episodes.active.add("ban_storm")
+            return [
+                Alert(
+                    ts=now,
+                    kind="ban_storm",
+                    key="circuit_breaker",
+                    severity=Severity.CRITICAL,
+                    title=f"Ban storm: the circuit breaker STOPPED new bans ({rate} bans in a "
+                    f"minute, limit {limit})",
+                    details=(
+                        f"More than {limit} new bans within a minute ({rate}); mailward stops "
+                        "issuing bans until the rate falls, so a parser or allow-list mistake "
+                        "cannot lock everyone out.",
+                        "While it is open, attackers are NOT being banned. Check `mailward bans` "
+                        "and the recent decisions: a real flood, or a NAT/monitoring address?",
+                    ),
+                    facts={"bans_per_minute": rate, "limit": limit, "circuit_breaker": True},
+                )
+            ]
+        if kind == "circuit_closed":
+            suppressed = int(getattr(signal, "suppressed", 0))
+            return [
+                Alert(
+                    ts=now,
+                    kind="ban_storm_over",
+                    key="circuit_breaker_closed",
+                    severity=Severity.WARNING,
+                    title=f"Bans resumed: the circuit breaker closed ({suppressed} bans were "
+                    "not issued while it was open)",
+                    details=(f"{suppressed} bans were suppressed while the circuit was open.",),
+                    facts={"suppressed": suppressed},
+                )
+            ]
         return []
 
     def tick(self, now: float) -> list[Alert]:

@@ -119,10 +119,24 @@ class SlidingSpike:
         self._hour_count = 0
         self._total = 0  # attempts in self._minutes
 
-    def seed(self, hourly: Iterable[tuple[float, int]]) -> None:
-        """Prime the baseline with closed hours (e.g. from the store), oldest first."""
-        for hour_start, count in hourly:
-            self.baseline.add(hour_start, count)
+    def seed(self, hourly: Iterable[tuple[float, int]], *, until: float | None = None) -> None:
+        """Prime the baseline with closed hours (e.g. from the store), oldest first. Hours
+        missing between them are zeros; with ``until``, so are those up to its hour, and the
+        window continues from there (a restart keeps its baseline)."""
+        last: int | None = None
+        for hour_start, count in sorted(hourly):
+            hour = int(hour_start // HOUR) * HOUR
+            if last is not None:
+                for gap in range(last + HOUR, hour, HOUR):
+                    self.baseline.add(gap, 0)
+            self.baseline.add(hour, count)
+            last = hour
+        if until is not None and last is not None:
+            current = int(until // HOUR) * HOUR
+            for gap in range(last + HOUR, current, HOUR):
+                self.baseline.add(gap, 0)
+            if self._hour is None:
+                self._hour = current
 
     def _roll(self, ts: float) -> None:
         hour = int(ts // HOUR) * HOUR

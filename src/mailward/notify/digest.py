@@ -1,4 +1,4 @@
-"""The daily digest: the last 24 hours against the week before, as text, HTML and a PNG chart.
+"""The daily digest: the last 24 clock hours against the week before, as text, HTML and a chart.
 
 ``build_digest(source, now)`` reads a ``DigestSource`` (the SQLite store: the same events
 ``mailward analyze --store`` keeps) and returns plain data; ``render_digest`` turns it into a
@@ -16,16 +16,17 @@ from datetime import UTC, datetime
 from statistics import median
 from typing import Any, Protocol
 
+from mailward.analyze.aggregate import Aggregator
+from mailward.analyze.report import build_report
 from mailward.decisions.model import Action, Decision
-from mailward.events import AuthFailure, Event, IPAddress
-from mailward.notify.alerts import GeoLookup
+from mailward.enrich.geoip import GeoLookup
+from mailward.events import Event
 from mailward.notify.model import Inline, Message, Severity
 from mailward.notify.render import hostname
 
 DAY = 86400
 HOUR = 3600
 ATTEMPT_KINDS = ("auth_failure",)
-PROBE_KINDS = ("unknown_recipient",)
 
 
 class HourCountLike(Protocol):
@@ -95,6 +96,9 @@ class Digest:
     alerts: list[tuple[float, str, str, str]] = field(
         default_factory=list
     )  # ts, severity, kind, msg
+    spikes: list[str] = field(default_factory=list)  # analyze's spike findings, one line each
+    breaches: list[str] = field(default_factory=list)  # failures, then a login from that address
+    rate_exceeded: int = 0  # addresses above analyze.rate_limit_per_minute
     health: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -118,6 +122,9 @@ class Digest:
             "bans": self.bans,
             "bans_by_rule": dict(self.bans_by_rule),
             "protected_users": self.protected_users,
+            "spikes": self.spikes,
+            "breaches": self.breaches,
+            "rate_exceeded": self.rate_exceeded,
             "alerts": [
                 {"time": iso(t), "severity": s, "kind": k, "message": m}
                 for t, s, k, m in self.alerts
@@ -132,42 +139,40 @@ def build_digest(
     *,
     geo: GeoLookup | None = None,
     top: int = 10,
+    rate_limit_per_minute: int = 3,
     health: Mapping[str, Any] | None = None,
 ) -> Digest:
-    since = now - DAY
+    """The last 24 hours through ``mailward.analyze`` (the same aggregation and report as
+    ``mailward analyze``), plus the baseline, decisions and alerts from the store."""
+    # 24 clock hours: the current (partial) one and the 23 before it, so every slot lines up
+    # with the same clock hour on the days of the baseline.
+    since = float((int(now // HOUR) - 23) * HOUR)
     d = Digest(since=since, until=now, health=dict(health or {}))
-    by_ip: Counter[IPAddress] = Counter()
-    by_user: Counter[str] = Counter()
-    kinds: Counter[str] = Counter()
-    hour_ips: list[set[IPAddress]] = [set() for _ in range(24)]
-    for ev in source.events(since, now):
-        kinds[ev.kind] += 1
-        if ev.kind in ATTEMPT_KINDS:
-            n = ev.attempts if isinstance(ev, AuthFailure) else 1
-            slot = min(23, int((ev.ts - since) // HOUR))
-            d.hourly[slot] += n
-            d.attempts += n
-            if ev.ip is not None:
-                by_ip[ev.ip] += n
-                hour_ips[slot].add(ev.ip)
-            user = getattr(ev, "username", None)
-            if user:
-                by_user[user] += n
-        elif ev.kind in PROBE_KINDS:
-            d.probes += 1
-        elif ev.kind == "auth_success":
-            d.successes += 1
-    d.kinds = dict(kinds.most_common())
-    d.hourly_ips = [len(s) for s in hour_ips]
-    countries: Counter[str] = Counter()
-    country_of: dict[IPAddress, str] = {}
-    for ip, n in by_ip.items():
-        c = (geo.country(ip) if geo else None) or "??"
-        country_of[ip] = c
-        countries[c] += n
-    d.top_ips = [(str(ip), n, country_of.get(ip, "??")) for ip, n in by_ip.most_common(top)]
-    d.top_countries = countries.most_common(top)
-    d.top_usernames = by_user.most_common(top)
+    agg = Aggregator(rate_limit_per_minute=rate_limit_per_minute)
+    agg.add_all(source.events(since, now))
+    report = build_report(agg, geo=geo, top=top)
+    d.attempts = report.attempts
+    d.probes = report.probes
+    d.kinds = dict(sorted(report.kinds.items(), key=lambda kv: -kv[1]))
+    d.successes = report.kinds.get("auth_success", 0)
+    for bucket in report.hours:
+        slot = int((bucket.start - since) // HOUR)
+        if 0 <= slot < 24:
+            d.hourly[slot] += bucket.attempts
+            d.hourly_ips[slot] = max(d.hourly_ips[slot], bucket.distinct_ips)
+    d.top_ips = [(r.key, r.attempts, _country(r.note)) for r in report.top_ips]
+    d.top_countries = [(r.key, r.attempts) for r in report.top_countries]
+    d.top_usernames = [(r.key, r.attempts) for r in report.top_usernames]
+    d.spikes = [
+        f"{_iso(sp.start)} to {_iso(sp.end)}: {sp.attempts} attempts (baseline "
+        f"{sp.baseline:.0f}/{sp.granularity}), {sp.verdict}"
+        for sp in report.spikes
+    ]
+    d.breaches = [
+        f"{b.ip}: {b.failures} failures then {b.successes} logins as {', '.join(b.usernames)}"
+        for b in report.breaches
+    ]
+    d.rate_exceeded = len(report.rate_exceeded)
     _baseline(d, source, since)
     decisions = source.decisions(since, now)
     bans = [x for x in decisions if x.action is Action.BAN]
@@ -180,23 +185,31 @@ def build_digest(
     return d
 
 
+def _country(note: str) -> str:
+    # analyze's note for an address reads "GB AS1234 Org" (or is empty without GeoIP).
+    head = note.split(" ", 1)[0].strip()
+    return head if len(head) == 2 and head.isalpha() else "??"
+
+
 def _baseline(d: Digest, source: DigestSource, since: float) -> None:
-    """Median per hour of day (and per day) over the 7 days before the digest window."""
+    """Median per hour of day (and per day) over the 7 days before the digest window; days
+    before the first stored attempt do not count as quiet days."""
     start = since - 7 * DAY
     per_hour: dict[int, int] = {}
     for hc in source.counts_per_hour(start, since, ATTEMPT_KINDS):
-        per_hour[int(hc.hour)] = per_hour.get(int(hc.hour), 0) + hc.attempts
+        key = int(hc.hour // HOUR)
+        per_hour[key] = per_hour.get(key, 0) + hc.attempts
     if not per_hour:
         return
     first = min(per_hour)
-    days = max(1, min(7, int((since - first) // DAY) + 1))
+    base = int(since // HOUR)  # the clock hour of slot 0
+    days = [k for k in range(1, 8) if base - 24 * k + 23 >= first]
+    if not days:
+        return
     for slot in range(24):
-        samples = [per_hour.get(int(since - k * DAY + slot * HOUR), 0) for k in range(1, days + 1)]
+        samples = [per_hour.get(base + slot - 24 * k, 0) for k in days]
         d.hourly_baseline[slot] = float(median(samples))
-    daily = [
-        sum(per_hour.get(int(since - k * DAY + h * HOUR), 0) for h in range(24))
-        for k in range(1, days + 1)
-    ]
+    daily = [sum(per_hour.get(base + slot - 24 * k, 0) for slot in range(24)) for k in days]
     d.baseline_attempts = float(median(daily))
 
 

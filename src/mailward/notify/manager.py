@@ -18,8 +18,10 @@ from mailward.clock import Clock, SystemClock
 from mailward.config.model import Settings
 from mailward.daemon.tasks import spawn
 from mailward.decisions.model import Decision
+from mailward.enrich.geoip import GeoLookup
+from mailward.errors import MailwardError
 from mailward.events import Event
-from mailward.notify.alerts import AttackRules, GeoLookup, LocationHistory, SqliteLocations
+from mailward.notify.alerts import AttackRules, LocationHistory, SqliteLocations
 from mailward.notify.channels.apprise import AppriseNotifier
 from mailward.notify.channels.base import Notifier
 from mailward.notify.channels.sendmail import SendmailNotifier
@@ -100,8 +102,14 @@ class AlertManager:
         locations: LocationHistory | None = None,
         metrics: Metrics | None = None,
         spool: Spool | None = None,
+        history: Callable[[], Any] | None = None,
+        record: Callable[[Alert], None] | None = None,
     ) -> None:
+        """``history`` opens a store (``counts_per_hour``) to seed the spike baseline at start,
+        so a restart does not warm up again; ``record`` keeps each raised alert (for the digest)."""
         self.settings = settings
+        self.history = history
+        self.record = record
         self.clock = clock or SystemClock()
         self.metrics = metrics
         state = settings.general.state_dir / "notify.db"
@@ -140,6 +148,14 @@ class AlertManager:
     # -- component protocol --------------------------------------------------------------------
 
     async def start(self, daemon: DaemonLike | None) -> None:
+        if self.history is not None:
+            try:
+                hours = await asyncio.to_thread(self.seed_baseline)
+                log.info("alerts: spike baseline seeded with %d hours from the store", hours)
+            except MailwardError as exc:  # e.g. no database yet on a fresh install
+                log.info("alerts: no history to seed the spike baseline (%s); warming up", exc)
+            except Exception:
+                log.exception("alerts: cannot seed the spike baseline from the store")
         self._daemon = daemon
         if daemon is not None:
             daemon.on_event(self.on_event)
@@ -160,6 +176,27 @@ class AlertManager:
         if self._own_locations is not None:
             self._own_locations.close()
         self.spool.close()
+
+    def seed_baseline(self) -> int:
+        """Load the last ``spike_history_weeks`` of hourly attempts from the store."""
+        assert self.history is not None
+        store = self.history()
+        now = self.clock.now()
+        try:
+            rows = store.counts_per_hour(
+                now - self.settings.alerts.spike_history_weeks * 7 * 86400,
+                float(int(now // 3600) * 3600),
+                self.settings.alerts.spike_kinds,
+            )
+        finally:
+            close = getattr(store, "close", None)
+            if callable(close):
+                close()
+        hourly: dict[float, int] = {}
+        for row in rows:
+            hourly[row.hour] = hourly.get(row.hour, 0) + int(row.attempts)
+        self.rules.spike.seed(hourly.items(), until=now)
+        return len(hourly)
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -205,6 +242,11 @@ class AlertManager:
         now = self.clock.now()
         for alert in alerts:
             self.raised.append(alert)
+            if self.record is not None:
+                try:
+                    self.record(alert)
+                except Exception:
+                    log.exception("alerts: cannot record alert %s", alert.key)
             if self.metrics:
                 self.metrics.alerts.labels(kind=alert.kind, severity=alert.severity.label).inc()
             if not self.gate.offer(alert, now) and self.metrics:
@@ -232,6 +274,12 @@ class AlertManager:
                 return self.health.check(statuses, now)
 
             self._guarded(health)
+            engine = getattr(daemon, "engine", None)
+            take = getattr(engine, "take_signals", None)
+            if callable(take):
+                self._guarded(
+                    lambda: [a for sig in take(now) for a in self.rules.circuit(sig, now)]
+                )
         self._flush()
 
     async def _loop(self) -> None:
@@ -248,18 +296,20 @@ def components(
     geo: GeoLookup | None = None,
     metrics: Metrics | None = None,
     open_store: Callable[[], Any] | None = None,
+    record: Callable[[Alert], None] | None = None,
 ) -> tuple[AlertManager, list[Any]]:
     """Everything ``[notify]``, ``[alerts]``, ``[digest]`` and ``[metrics]`` ask the daemon to run.
 
-    Returns the AlertManager (wire ``supervisor.add_crash_hook(manager.task_crashed)``) and the
-    list of components to ``daemon.add_component`` (the manager first)."""
+    Returns the AlertManager (wire ``daemon.on_task_crash(manager.task_crashed)``) and the list
+    of components to ``daemon.add_component`` (the manager first). ``open_store`` opens a reader
+    (spike baseline at start, daily digest); ``record`` receives every raised alert."""
     from mailward.notify.heartbeat import Heartbeat
     from mailward.notify.metrics import MetricsServer
     from mailward.notify.schedule import DailyDigest
 
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
-    manager = AlertManager(settings, clock=clock, geo=geo, metrics=metrics)
+    manager = AlertManager(settings, clock=clock, geo=geo, metrics=metrics, history=open_store)
     out: list[Any] = [manager]
     if settings.metrics.enabled:
         out.append(MetricsServer(metrics, settings.metrics.listen))

@@ -15,7 +15,7 @@ from typing import Any
 
 from mailward.clock import Clock
 from mailward.daemon.tasks import spawn
-from mailward.notify.alerts import GeoLookup
+from mailward.enrich.geoip import GeoLookup
 from mailward.notify.digest import DigestSource, build_digest, render_digest
 from mailward.notify.model import Message
 from mailward.notify.spool import Spool

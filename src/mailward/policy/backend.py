@@ -257,6 +257,30 @@ class HostLink:
             await box.stop()
 
 
+def _decision_sink(
+    daemon: object, backend: PolicyBackend, link: HostLink, name: str
+) -> DecisionSink | None:
+    submit_sync = getattr(daemon, "submit_decisions", None)
+    if callable(submit_sync) and not inspect.iscoroutinefunction(submit_sync):
+        # submit_decisions expects decisions already taken on the engine; the policy servers'
+        # own rules (enumeration, pwhash, account) are not, so they are applied here first.
+        apply = getattr(backend, "apply", None)
+
+        def sink(decisions: list[Decision]) -> None:
+            if apply is not None:
+                for decision in decisions:
+                    apply(decision)
+            submit_sync(decisions)
+
+        return sink
+    submit = getattr(daemon, "submit", None)
+    if submit is not None and inspect.iscoroutinefunction(submit):
+        box: Outbox[Decision] = Outbox(f"{name}-decisions", submit)
+        link.outboxes.append(box)
+        return box.put
+    return None
+
+
 def bind_host(
     daemon: object | None,
     backend: PolicyBackend | None,
@@ -268,8 +292,9 @@ def bind_host(
 ) -> HostLink:
     """Fill what a policy component was not given from the daemon it is started by.
 
-    Explicit arguments win; the daemon supplies ``engine``, ``clock``, ``submit(decisions)`` and
-    ``feed(events)`` (coroutines: reached through outboxes, so the answer path never awaits).
+    Explicit arguments win. The daemon supplies ``engine``, ``clock``, and where decisions and
+    events go: ``submit_decisions``/``submit_event`` (non-blocking) when it has them, else the
+    coroutines ``submit``/``feed`` through outboxes, so the answer path never awaits.
     """
     if backend is None:
         backend = getattr(daemon, "engine", None)
@@ -280,14 +305,17 @@ def bind_host(
     if clock is None:
         clock = getattr(daemon, "clock", None) or SystemClock()
     link = HostLink(backend, clock, sink, feed)
-    submit = getattr(daemon, "submit", None)
-    if sink is None and submit is not None and inspect.iscoroutinefunction(submit):
-        box: Outbox[Decision] = Outbox(f"{name}-decisions", submit)
-        link.outboxes.append(box)
-        link.decisions = box.put
-    daemon_feed = getattr(daemon, "feed", None)
-    if feed is None and daemon_feed is not None and inspect.iscoroutinefunction(daemon_feed):
-        events: Outbox[Event] = Outbox(f"{name}-events", daemon_feed)
-        link.outboxes.append(events)
-        link.events = lambda event: events.put([event])
+    if daemon is None:
+        return link
+    if sink is None:
+        link.decisions = _decision_sink(daemon, backend, link, name)
+    if feed is None:
+        submit_event = getattr(daemon, "submit_event", None)
+        daemon_feed = getattr(daemon, "feed", None)
+        if callable(submit_event) and not inspect.iscoroutinefunction(submit_event):
+            link.events = submit_event  # the daemon queues it: detected, stored, published
+        elif daemon_feed is not None and inspect.iscoroutinefunction(daemon_feed):
+            events: Outbox[Event] = Outbox(f"{name}-events", daemon_feed)
+            link.outboxes.append(events)
+            link.events = lambda event: events.put([event])
     return link

@@ -138,7 +138,12 @@ class DovecotPolicyServer:
 
     async def _handle(self, request: web.Request) -> web.Response:
         core = self.core
-        command = request.query.get("command")
+        # Dovecot appends "?command=..." (or "command=..." after a URL ending in "&"); reading
+        # the raw query is far cheaper than building yarl's query MultiDict per request.
+        command = None
+        for part in request.query_string.split("&"):
+            if part.startswith("command="):
+                command = part[8:]
         if command not in ("allow", "report"):
             return self._bad(request, f"unknown command {str(command)[:40]!r}")
         if not self._authorized(request):

@@ -50,6 +50,15 @@ _FAIL_TYPES = {
 }
 
 
+def _text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if value is None:
+        return ""
+    if value.__class__ is not str:
+        raise ProtocolError(f"field {key!r} is not a string")
+    return str(value)
+
+
 @dataclass
 class AuthRequest:
     """The fields mailward reads from a Dovecot policy body (the rest is ignored)."""
@@ -68,35 +77,30 @@ class AuthRequest:
         """Validate a decoded body; ``ProtocolError`` names what is wrong."""
         if not isinstance(body, dict):
             raise ProtocolError("body is not a JSON object")
-        text: dict[str, str] = {}
-        for key in ("remote", "login", "protocol", "pwhash", "session_id", "fail_type"):
-            value = body.get(key, "")
-            if value is None:
-                value = ""
-            if not isinstance(value, str):
-                raise ProtocolError(f"field {key!r} is not a string")
-            text[key] = value
-        flags: dict[str, bool] = {}
-        for key in ("success", "policy_reject"):
-            value = body.get(key, False)
-            if not isinstance(value, bool):
-                raise ProtocolError(f"field {key!r} is not a boolean")
-            flags[key] = value
+        remote = _text(body, "remote")
+        login = _text(body, "login")
+        protocol = _text(body, "protocol")
+        pwhash = _text(body, "pwhash")
+        session = _text(body, "session_id")
+        fail_type = _text(body, "fail_type")
+        success, policy_reject = body.get("success", False), body.get("policy_reject", False)
+        if success.__class__ is not bool or policy_reject.__class__ is not bool:
+            raise ProtocolError("fields 'success' and 'policy_reject' must be booleans")
         ip: IPAddress | None = None
-        if text["remote"]:
+        if remote:
             try:
-                ip = parse_ip(text["remote"])
+                ip = parse_ip(remote)
             except ValueError:
-                raise ProtocolError(f"remote {text['remote'][:60]!r} is not an address") from None
+                raise ProtocolError(f"remote {remote[:60]!r} is not an address") from None
         return cls(
             ip=ip,
-            login=text["login"] or None,
-            protocol=text["protocol"].lower(),
-            pwhash=text["pwhash"],
-            session=text["session_id"] or None,
-            success=flags["success"],
-            policy_reject=flags["policy_reject"] or text["fail_type"] == "policy",
-            fail_type=text["fail_type"],
+            login=login or None,
+            protocol=protocol.lower(),
+            pwhash=pwhash,
+            session=session or None,
+            success=success,
+            policy_reject=policy_reject or fail_type == "policy",
+            fail_type=fail_type,
         )
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Hashable
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
+from socket import AF_INET, inet_pton
 
 from mailward.events import IPAddress, normalise_ip
 
@@ -20,7 +21,11 @@ def parse_ip(text: str) -> IPAddress:
     the same clients ask again and again. Raises ValueError like ``normalise_ip``."""
     ip = _IP_CACHE.get(text)
     if ip is None:
-        ip = normalise_ip(text)
+        try:
+            # inet_pton is strict (no "1.2", no leading zeros) and ~10x faster than ipaddress.
+            ip = IPv4Address(inet_pton(AF_INET, text))
+        except OSError:
+            ip = normalise_ip(text)
         if len(_IP_CACHE) >= _IP_CACHE_MAX:
             _IP_CACHE.clear()  # cheaper than LRU bookkeeping on every hit
         _IP_CACHE[text] = ip

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,7 +108,7 @@ class FileFollower:
         name: str | None = None,
         poll_interval: float = 0.25,
         start_at_end: bool = False,
-        max_batch_bytes: int = 1 << 20,
+        max_batch_bytes: int = 256 * 1024,
         rotated_grace: float | None = None,
     ) -> None:
         self.path = Path(path)
@@ -138,7 +138,7 @@ class FileFollower:
             except (ValueError, TypeError):
                 log.warning("%s: ignoring unreadable saved position %r", self.name, position)
 
-    async def batches(self) -> AsyncIterator[Batch]:
+    async def batches(self) -> AsyncGenerator[Batch, None]:
         while True:
             if not self._resumed:
                 if not self._start():

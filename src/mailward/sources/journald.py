@@ -8,10 +8,11 @@ cursor is no longer valid. Its stderr is logged and counted, never fatal (crowds
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,14 +103,15 @@ class JournaldFollower:
             args += ["--lines", "0"]
         return args + self.extra_args
 
-    async def batches(self) -> AsyncIterator[Batch]:
+    async def batches(self) -> AsyncGenerator[Batch, None]:
         delay = self.min_backoff
         while True:
             started = time.monotonic()
             produced = False
-            async for batch in self._run_once():
-                produced = True
-                yield batch
+            async with contextlib.aclosing(self._run_once()) as run:  # journalctl always reaped
+                async for batch in run:
+                    produced = True
+                    yield batch
             if produced or time.monotonic() - started > self.max_backoff:
                 delay = self.min_backoff
             self.restarts += 1
@@ -119,7 +121,7 @@ class JournaldFollower:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_backoff)
 
-    async def _run_once(self) -> AsyncIterator[Batch]:
+    async def _run_once(self) -> AsyncGenerator[Batch, None]:
         argv = self.argv()
         used_cursor = "--after-cursor" in argv
         try:

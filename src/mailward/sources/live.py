@@ -3,7 +3,7 @@ persist once the batch is processed. Positions are opaque strings only the sourc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,7 +29,7 @@ class LiveSource(Protocol):
         """Continue after ``position`` (None: a first start)."""
         ...
 
-    def batches(self) -> AsyncIterator[Batch]:
+    def batches(self) -> AsyncGenerator[Batch, None]:
         """Yield batches forever; may be called again after a crash to continue."""
         ...
 

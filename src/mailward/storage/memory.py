@@ -15,7 +15,7 @@ from typing import Any
 
 from mailward.decisions.model import Action, Decision
 from mailward.events import Event
-from mailward.storage.reader import Alert, HourCount, PruneResult
+from mailward.storage.reader import Alert, HourCount, PruneResult, in_force
 
 DAY = 86400.0
 IPAddress = IPv4Address | IPv6Address
@@ -237,20 +237,16 @@ class MemoryStore:
         ]
 
     def active_decisions(self, now: float) -> list[Decision]:
-        lifted: dict[str, float] = {}
-        for _, d in self._decisions:
-            if d.action is Action.UNBAN and d.ts <= now:
-                lifted[d.target] = max(lifted.get(d.target, d.ts), d.ts)
-        latest: dict[tuple[str, Action], Decision] = {}
-        for _, d in self._decisions:
-            if d.action is Action.UNBAN or d.ts > now:
-                continue
-            if d.until is not None and d.until <= now:
-                continue
-            if d.target in lifted and lifted[d.target] >= d.ts:
-                continue
-            latest[(d.target, d.action)] = d
-        return sorted(latest.values(), key=lambda d: (d.ts, d.target))
+        decided = [d for _, d in self._decisions if d.ts <= now]
+        return in_force(
+            [
+                d
+                for d in decided
+                if d.action is not Action.UNBAN and (d.until is None or d.until > now)
+            ],
+            [d for d in decided if d.action is Action.UNBAN],
+            now,
+        )
 
     def offences(self, target: str, since: float) -> int:
         return sum(

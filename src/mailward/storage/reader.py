@@ -12,7 +12,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -58,6 +58,47 @@ class PruneResult:
     decisions: int
     alerts: int
     strings: int
+
+
+def in_force(
+    candidates: Sequence[Decision], unbans: Sequence[Decision], now: float
+) -> list[Decision]:
+    """The decisions in force at ``now``, the semantics every store shares.
+
+    ``candidates``: non-UNBAN decisions taken at or before ``now`` and not expired, oldest first;
+    ``unbans``: UNBAN decisions taken at or before ``now``. An UNBAN lifts the earlier decisions
+    on its target and, for an address or prefix, on every address and prefix inside it. Per
+    target and action the decision reaching furthest wins (extend-only: a shorter ban never
+    shortens a longer one); the result is ordered by time, then target.
+    """
+    exact: dict[str, float] = {}
+    nets: list[tuple[IPv4Network | IPv6Network, float]] = []
+    for u in unbans:
+        exact[u.target] = max(exact.get(u.target, u.ts), u.ts)
+        if not u.is_user:
+            try:
+                nets.append((ip_network(u.target, strict=False), u.ts))
+            except ValueError:
+                pass
+    best: dict[tuple[str, Action], Decision] = {}
+    for d in candidates:
+        if exact.get(d.target, -1.0) >= d.ts:
+            continue
+        if nets and not d.is_user:
+            try:
+                net = ip_network(d.target, strict=False)
+            except ValueError:
+                net = None
+            if net is not None and any(
+                ts >= d.ts and net.version == u.version and net.subnet_of(u)  # type: ignore[arg-type]
+                for u, ts in nets
+            ):
+                continue
+        key = (d.target, d.action)
+        old = best.get(key)
+        if old is None or (old.until is not None and (d.until is None or d.until > old.until)):
+            best[key] = d
+    return sorted(best.values(), key=lambda d: (d.ts, d.target))
 
 
 def _ro_uri(path: Path) -> str:
@@ -284,27 +325,36 @@ class SqliteReader:
         return [self._decision(r) for r in self._conn.execute(q, args)]
 
     def active_decisions(self, now: float) -> list[Decision]:
-        """What is in force at ``now``: per target and action, the latest decision taken at or
-        before ``now`` that has not expired and was not lifted by a later UNBAN of that target."""
+        """What is in force at ``now`` (``in_force``): not expired, not lifted by a
+        later UNBAN of the target or of a prefix containing it; extend-only per target."""
         unban = self._ids([Action.UNBAN.value])
         unban_id = unban[0] if unban else -1
-        lifted = dict(
-            self._conn.execute(
-                "SELECT target, MAX(ts) FROM decisions WHERE action = ? AND ts <= ? GROUP BY target",
+        cols = self._DECISION_COLS
+        unbans = [
+            self._decision(r)
+            for r in self._conn.execute(
+                f"SELECT {cols} FROM decisions WHERE action = ? AND ts <= ? ORDER BY ts, id",
                 (unban_id, now),
-            ).fetchall()
-        )
-        q = (
-            f"SELECT {self._DECISION_COLS} FROM decisions WHERE action != ? AND ts <= ? "
-            "AND (until IS NULL OR until > ?) ORDER BY ts, id"
-        )
-        latest: dict[tuple[str, int], Sequence[Any]] = {}
-        for row in self._conn.execute(q, (unban_id, now, now)):
-            ts, target, action = row[0], row[1], row[2]
-            if target in lifted and lifted[target] >= ts:
-                continue
-            latest[(target, action)] = row
-        return [self._decision(r) for r in sorted(latest.values(), key=lambda r: (r[0], r[1]))]
+            )
+        ]
+        candidates = [
+            self._decision(r)
+            for r in self._conn.execute(
+                f"SELECT {cols} FROM decisions WHERE action != ? AND ts <= ? "
+                "AND (until IS NULL OR until > ?) ORDER BY ts, id",
+                (unban_id, now, now),
+            )
+        ]
+        return in_force(candidates, unbans, now)
+
+    def recent_decisions(self, limit: int = 20) -> list[Decision]:
+        """The newest decisions, newest first (``mailward status``)."""
+        q = f"SELECT {self._DECISION_COLS} FROM decisions ORDER BY ts DESC, id DESC LIMIT ?"
+        return [self._decision(r) for r in self._conn.execute(q, (limit,))]
+
+    def source_positions(self) -> dict[str, str]:
+        """Saved positions of live sources by name (see ``SqliteStore.commit``)."""
+        return dict(self._conn.execute("SELECT source, position FROM source_positions"))
 
     def offences(self, target: str, since: float) -> int:
         """How many times ``target`` was banned at or after ``since`` (escalation history)."""
@@ -343,6 +393,7 @@ class SqliteReader:
             "alerts": c.execute("SELECT COUNT(*) FROM alerts").fetchone()[0],
             "strings": c.execute("SELECT COUNT(*) FROM strings").fetchone()[0],
             "imports": c.execute("SELECT COUNT(*) FROM imports").fetchone()[0],
+            "source_positions": c.execute("SELECT COUNT(*) FROM source_positions").fetchone()[0],
         }
         page = c.execute("PRAGMA page_size").fetchone()[0]
         pages = c.execute("PRAGMA page_count").fetchone()[0]

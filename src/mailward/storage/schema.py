@@ -112,6 +112,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX alerts_ts ON alerts (ts);
         """,
     ),
+    Migration(
+        4,
+        "live source positions (opaque strings the daemon's followers understand)",
+        """
+        CREATE TABLE source_positions (
+            source TEXT PRIMARY KEY,
+            position TEXT NOT NULL,
+            updated REAL NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,9 +40,11 @@ FILE_MODE = 0o640
 _Encode = Callable[[Event, int], tuple[Any, ...]]
 DIR_MODE = 0o750
 
-# Python's sqlite3 (3.11) binds None through its adapter protocol, raising and swallowing two
-# AttributeErrors per value; an identity adapter makes it a dict hit. Semantics are unchanged.
+# Python's sqlite3 (3.11) binds None and bytes (IPv6 addresses) through its adapter protocol,
+# raising and swallowing two AttributeErrors per value; identity adapters make that a dict hit.
+# Semantics are unchanged.
 sqlite3.register_adapter(type(None), lambda _: None)
+sqlite3.register_adapter(bytes, lambda b: b)
 
 
 class SqliteStore(SqliteReader):
@@ -50,11 +52,17 @@ class SqliteStore(SqliteReader):
     every write method is one transaction, or joins the caller's ``transaction()``."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, retention_days: int = DEFAULT_RETENTION_DAYS
+        self,
+        path: str | os.PathLike[str],
+        *,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+        any_thread: bool = False,
     ) -> None:
+        """``any_thread``: the caller serialises access itself but from varying threads (e.g.
+        ``asyncio.to_thread`` behind a lock); otherwise only the opening thread may use it."""
         p = Path(path)
         self.retention_days = retention_days
-        conn = self._open(p)
+        conn = self._open(p, any_thread)
         super().__init__(p, _conn=conn)
         self._str_ids: dict[str, int] = {}
         self._pending: list[tuple[str, int]] = []  # strings inserted in the open transaction
@@ -73,7 +81,7 @@ class SqliteStore(SqliteReader):
         return cls(settings.db_path, retention_days=settings.storage.retention_days)
 
     @staticmethod
-    def _open(path: Path) -> sqlite3.Connection:
+    def _open(path: Path, any_thread: bool = False) -> sqlite3.Connection:
         if path.is_dir():
             raise InputError(f"{path}: is a directory, not a database file")
         try:
@@ -86,7 +94,7 @@ class SqliteStore(SqliteReader):
         except OSError as exc:
             raise InputError(f"{path}: cannot create the database: {exc.strerror}") from exc
         try:
-            conn = sqlite3.connect(path, isolation_level=None)
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=not any_thread)
         except sqlite3.Error as exc:
             raise InputError(f"{path}: cannot open the database: {exc}") from exc
         try:
@@ -253,6 +261,28 @@ class SqliteStore(SqliteReader):
                 (identity, offset, time.time(), path),
             )
 
+    def commit(
+        self,
+        events: Sequence[Event],
+        decisions: Sequence[Decision],
+        positions: Mapping[str, str],
+    ) -> None:
+        """Events, decisions and the live-source positions they were read up to, atomically
+        (the daemon's ledger contract: after a crash a source resumes exactly after them)."""
+        with self.transaction():
+            if events:
+                self.add_events(events)
+            for d in decisions:
+                self.add_decision(d)
+            if positions:
+                now = time.time()
+                self._conn.executemany(
+                    "INSERT INTO source_positions (source, position, updated) VALUES (?, ?, ?) "
+                    "ON CONFLICT (source) DO UPDATE SET position = excluded.position, "
+                    "updated = excluded.updated",
+                    [(k, v, now) for k, v in positions.items()],
+                )
+
     def add_decision(self, decision: Decision) -> int:
         """Store one decision; returns its row id."""
         with self.transaction():
@@ -267,7 +297,9 @@ class SqliteStore(SqliteReader):
                     decision.until,
                     decision.reason,
                     decision.offence,
-                    json.dumps(dict(decision.evidence), sort_keys=True, ensure_ascii=False),
+                    json.dumps(
+                        dict(decision.evidence), sort_keys=True, ensure_ascii=False, default=str
+                    ),
                 ),
             )
         assert cur.lastrowid is not None
