@@ -130,3 +130,15 @@ def test_unreadable_log(world: Path) -> None:
         code, out = doctor(config)
     assert code == 1
     assert f"FAIL  source {log}: cannot read: Permission denied -> run mailward as root" in out
+
+
+def test_startup_mode_fails_only_on_what_stops_the_defence(world: Path) -> None:
+    script, _ = sendmail_stub(world)
+    config = healthy_config(world, log=world / "not-yet.log", sendmail=script)
+    code, out = doctor(config, "--startup")
+    assert code == 0, out  # a log that does not exist yet must not keep the daemon down
+    assert f"WARN  source {world / 'not-yet.log'}: no such file" in out
+    bad = world / "bad.toml"
+    bad.write_text("[alerts]\nspike_sensitivity = -1\n")
+    code, out = doctor(bad, "--startup")
+    assert code == 1 and "FAIL  config:" in out

@@ -83,3 +83,17 @@ def test_run_process_serves_and_stops_gracefully(tmp_path: Path) -> None:
         code = daemon_proc.stop(proc)
     assert code == 0
     assert not (tmp_path / "control.sock").exists()
+
+
+def test_components_follow_the_config(tmp_path: Path) -> None:
+    s = Settings.model_validate(
+        {
+            "general": {"state_dir": str(tmp_path)},
+            "sources": {"files": []},
+            "policy": {"postfix": {"enabled": True}, "dovecot": {"enabled": True}},
+        }
+    )
+    names = [c.name for c in build_daemon(s, pipeline="twin").components]
+    assert names == ["control", "store", "alerts", "policy-postfix", "policy-dovecot"]
+    dry = [c.name for c in build_daemon(s, dry_run=True, pipeline="twin").components]
+    assert dry == ["control", "policy-postfix", "policy-dovecot"]

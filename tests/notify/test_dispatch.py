@@ -35,7 +35,12 @@ async def test_a_slow_and_a_failing_channel_never_block_the_others(tmp_path: Pat
     while len(fast.sent) < 3:
         await asyncio.sleep(0.01)
     assert [m.subject for m in fast.sent] == ["m0", "m1", "m2"]
-    await asyncio.sleep(0.7)  # slow's first attempt times out
+
+    async def settled() -> None:  # slow's first attempt times out, broken's fails
+        while not (d.status()["slow"]["failures"] and d.status()["broken"]["failures"]):
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(settled(), 10)
     status = d.status()
     assert status["broken"]["failures"] >= 1 and status["broken"]["pending"] == 3
     assert status["slow"]["failures"] >= 1 and "timed out" in str(status["slow"]["last_error"])

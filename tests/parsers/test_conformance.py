@@ -348,3 +348,53 @@ def test_postfix_logsums_counts() -> None:
     # The README's 116 NOQUEUE rejects: 90 DNSBL, 19 + 3 sender, 4 HELO.
     rejects = Counter(e.category for e in events if isinstance(e, SmtpReject))
     assert rejects == {"dnsbl": 90, "sender_rejected": 22, "helo_rejected": 4}
+
+
+# -- recall against fail2ban's stock filters ------------------------------------------------
+
+F2B_CASES = [
+    ("captured-mailstack/captured-postfix.log", "postfix[mode=aggressive]"),
+    ("captured-mailstack/captured-dovecot-logpath.log", "dovecot"),
+    ("captured-mailstack/captured-dovecot-syslog.log", "dovecot"),
+    ("crowdsec-hub/.tests/dovecot-logs/dovecot-logs.log", "dovecot"),
+    ("crowdsec-hub/.tests/postfix-logs/postfix-logs.log", "postfix[mode=aggressive]"),
+    ("digineo-postfix_exporter/testdata/mail.log", "postfix[mode=aggressive]"),
+]
+
+
+@pytest.mark.parametrize(
+    "relpath, jail_filter", F2B_CASES, ids=[c[0].split("/")[-1] for c in F2B_CASES]
+)
+def test_recall_at_least_fail2ban(relpath: str, jail_filter: str) -> None:
+    """Every line fail2ban's stock filter matches is attack evidence for mailward too (with
+    weak signals on; fail2ban counts `lost connection after CONNECT` as an attack)."""
+    import shutil
+    import subprocess
+
+    path = shared_file(relpath)
+    exe = shutil.which("fail2ban-regex")
+    if exe is None:
+        pytest.skip("fail2ban-regex not installed")
+    out = subprocess.run(
+        [exe, "--usedns", "no", "--print-all-matched", str(path), jail_filter],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=120,
+        check=True,
+    ).stdout
+    section = (
+        out.split("Matched line(s):", 1)[1].split("`-", 1)[0] if "Matched line(s):" in out else ""
+    )
+    matched = [line[3:] for line in section.splitlines() if line.startswith("|  ")]
+    assert matched, out[-500:]
+    parser = LineParser(WEAK, now=NOW)
+    missed = []
+    for line in matched:
+        event = parser.parse(line)
+        evidence = event is not None and event.kind not in ("connection", "auth_success")
+        if isinstance(event, Disconnect):
+            evidence = event.auth_total > event.auth_ok
+        if not evidence:
+            missed.append(line)
+    assert not missed

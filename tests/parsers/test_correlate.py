@@ -186,3 +186,17 @@ def test_tick_releases_held_lines_on_a_quiet_log() -> None:
     assert corr.tick(ev.ts + 5) == []
     assert corr.tick(ev.ts + 11) == [ev]
     assert corr.flush() == []
+
+
+def test_push_many_equals_push() -> None:
+    from tests.parsers.golden import all_files, load
+
+    events: list[Event] = []
+    for path in all_files():
+        conf, samples = load(path)
+        parser = LineParser(ParsingSettings(**conf), now=NOW)
+        events += [e for s in samples if (e := parser.parse(s.line))]
+    a, b = Correlator(), Correlator()
+    one = [out for e in events for out in a.push(e)] + a.flush()
+    many = b.push_many(events) + b.flush()
+    assert one == many and len(one) > 20

@@ -14,6 +14,8 @@ from mailward.analyze.report import Report, Row
 
 _BAR = "█"
 _SPARK = "▁▂▃▄▅▆▇█"
+# Dovecot's passdb lines (the per-attempt ones) do not say which protocol was used.
+_SERVICE_LABEL = {"unknown": "dovecot auth (protocol not logged)"}
 
 
 def _t(ts: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -49,8 +51,9 @@ def render_text(report: Report, *, color: bool = False) -> str:
     inputs = report.inputs
     if inputs.get("lines") is not None:
         out.append(
-            f"  {inputs['lines']:,} lines read, {inputs.get('recognised', 0):,} recognised, "
-            f"{inputs.get('unrecognised', 0):,} not"
+            f"  {inputs['lines']:,} lines read: {inputs.get('recognised', 0):,} recognised, "
+            f"{inputs.get('ignored', 0):,} known but uncounted, "
+            f"{inputs.get('unrecognised', 0):,} not for mailward"
         )
     kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(report.kinds.items(), key=lambda kv: -kv[1]))
     out.append(f"  by kind: {kinds or '-'}")
@@ -61,7 +64,8 @@ def render_text(report: Report, *, color: bool = False) -> str:
     )
     if report.services:
         svc = ", ".join(
-            f"{k} {v:,}" for k, v in sorted(report.services.items(), key=lambda kv: -kv[1])
+            f"{_SERVICE_LABEL.get(k, k)} {v:,}"
+            for k, v in sorted(report.services.items(), key=lambda kv: -kv[1])
         )
         out.append(f"  by service: {svc}")
     out.append("")

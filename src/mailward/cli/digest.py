@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from mailward.cli.common import AppContext, emit_json, fail, json_option, pass_app
-from mailward.enrich.geoip import GeoLookup, open_geo
 from mailward.errors import MailwardError
-from mailward.notify.digest import build_digest, render_digest
-from mailward.notify.manager import build_channels
-from mailward.notify.spool import Spool
-from mailward.storage.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from mailward.enrich.geoip import GeoLookup
+    from mailward.storage.sqlite import SqliteStore
+
+# Heavy modules (store, analysis, matplotlib, channels) load only when the command runs.
 
 
 def open_store(app: AppContext) -> SqliteStore:
+    from mailward.storage.sqlite import SqliteStore
+
     settings = app.settings
     if not settings.db_path.exists():
         fail(
@@ -30,6 +34,8 @@ def open_store(app: AppContext) -> SqliteStore:
 
 
 def geo_or_none(app: AppContext) -> GeoLookup | None:
+    from mailward.enrich.geoip import open_geo
+
     try:
         return open_geo(app.settings.geoip)
     except MailwardError as exc:
@@ -44,6 +50,10 @@ def geo_or_none(app: AppContext) -> GeoLookup | None:
 @pass_app
 def digest(app: AppContext, send: bool, no_chart: bool, as_json: bool) -> None:
     """The daily digest: top IPs, countries and usernames, bans, alerts, against the baseline."""
+    from mailward.notify.digest import build_digest, render_digest
+    from mailward.notify.manager import build_channels
+    from mailward.notify.spool import Spool
+
     settings = app.settings
     store = open_store(app)
     now = time.time()

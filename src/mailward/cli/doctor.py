@@ -40,12 +40,20 @@ LIBRARIES = {
 }
 
 
+# Problems that leave the daemon unable to defend at all; with --startup only these fail.
+FATAL = ("config", "python", "import ", "state_dir", "nftables")
+
+
 @dataclass
 class Check:
     name: str
     ok: bool
     detail: str
     fix: str = ""
+
+    @property
+    def fatal(self) -> bool:
+        return self.name.startswith(FATAL)
 
     def line(self) -> str:
         if self.ok:
@@ -362,21 +370,34 @@ def run_checks(app: AppContext, *, send_test: bool) -> list[Check]:
 @click.command("doctor")
 @json_option
 @click.option("--send-test", is_flag=True, help="Also send a test notification on every channel.")
+@click.option(
+    "--startup",
+    is_flag=True,
+    help="For ExecStartPre=: exit 1 only for problems that stop mailward from defending at all "
+    "(config, imports, state directory, nftables); report the rest as warnings.",
+)
 @click.pass_obj
-def doctor(app: AppContext, as_json: bool, send_test: bool) -> None:
+def doctor(app: AppContext, as_json: bool, send_test: bool, startup: bool) -> None:
     """Check config, imports, logs, nftables, GeoIP and notifications; exit 1 on any problem."""
     checks = run_checks(app, send_test=send_test)
-    problems = [c for c in checks if not c.ok]
+    problems = [c for c in checks if not c.ok and (c.fatal or not startup)]
     if as_json:
         emit_json({"ok": not problems, "checks": [asdict(c) for c in checks]})
     else:
+        # Everything on stdout, in order: under ExecStartPre= the journal keeps it together.
         for c in checks:
-            click.echo(c.line(), err=not c.ok)
-        click.echo(
+            line = c.line()
+            if startup and not c.ok and not c.fatal:
+                line = "WARN" + line[4:]
+            click.echo(line)
+        warnings = sum(1 for c in checks if not c.ok) - len(problems)
+        summary = (
             f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found"
             if problems
-            else "all checks passed",
-            err=bool(problems),
+            else "all checks passed"
+        )
+        click.echo(
+            summary + (f" ({warnings} warning{'s' if warnings != 1 else ''})" if warnings else "")
         )
     if problems:
         raise SystemExit(1)

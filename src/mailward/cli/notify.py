@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mailward.cli.common import AppContext, emit_json, fail, json_option, pass_app
-from mailward.notify.channels.base import Notifier
 from mailward.notify.failure import notify_failure
-from mailward.notify.manager import build_channels
 from mailward.notify.model import Message, Severity
-from mailward.notify.render import hostname
+
+if TYPE_CHECKING:
+    from mailward.notify.channels.base import Notifier
+
+# The channel and manager modules (aiohttp, apprise, prometheus) are imported inside the commands:
+# every `mailward` invocation imports this module, and the failure hook must start fast.
 
 
 @click.group("notify")
@@ -38,6 +42,9 @@ async def _try_all(
 
 def send_test(app: AppContext) -> dict[str, str | None]:
     """Send a test message through every configured channel; channel name -> error or None."""
+    from mailward.notify.manager import build_channels
+    from mailward.notify.render import hostname
+
     settings = app.settings
     channels = build_channels(settings)
     message = Message(

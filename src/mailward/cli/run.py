@@ -136,8 +136,7 @@ def add_components(daemon: Daemon, settings: Settings, *, dry_run: bool = False)
     the copy into the shared store, the policy servers, alerting, metrics and the digest. A
     dry run keeps no state and sends no alerts: it gets the control socket and the policy
     servers only."""
-    from mailward.policy.dovecot import DovecotPolicyServer
-    from mailward.policy.postfix import PostfixPolicyServer
+    from mailward.policy import policy_components
 
     daemon.add_component(ControlServer(settings.control_socket))
     if not dry_run:
@@ -159,10 +158,9 @@ def add_components(daemon: Daemon, settings: Settings, *, dry_run: bool = False)
         daemon.on_task_crash(manager.task_crashed)
         for component in extra:
             daemon.add_component(component)
-    if settings.policy.postfix.enabled:
-        daemon.add_component(PostfixPolicyServer(settings.policy.postfix))
-    if settings.policy.dovecot.enabled:
-        daemon.add_component(DovecotPolicyServer(settings.policy.dovecot))
+    geo = getattr(daemon.engine, "geo", None)
+    for server in policy_components(settings, country=geo.country if geo is not None else None):
+        daemon.add_component(server)
 
 
 async def serve(daemon: Daemon) -> None:

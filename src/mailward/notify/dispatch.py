@@ -94,12 +94,14 @@ class Dispatcher:
                 for n, lane in self.lanes.items()
             ):
                 await asyncio.sleep(0.05)
-        for lane in self.lanes.values():
-            if lane.task is not None:
-                lane.task.cancel()
-        await asyncio.gather(
-            *(lane.task for lane in self.lanes.values() if lane.task), return_exceptions=True
-        )
+        tasks = [lane.task for lane in self.lanes.values() if lane.task is not None]
+        while tasks:
+            # Cancel until they are done: a cancellation can be lost when it races with a
+            # send that completes at the same moment (asyncio.wait_for on Python 3.11).
+            for task in tasks:
+                task.cancel()
+            _, pending = await asyncio.wait(tasks, timeout=1.0)
+            tasks = list(pending)
 
     def status(self) -> dict[str, dict[str, Any]]:
         return {
@@ -144,14 +146,16 @@ class Dispatcher:
             wait = 5.0 if next_due is None else max(0.05, min(5.0, next_due - self.clock.now()))
             lane.wake.clear()
             try:
-                await asyncio.wait_for(lane.wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await lane.wake.wait()
             except TimeoutError:
                 pass
 
     async def _deliver(self, lane: _Lane, item_id: int, attempts: int, message: Message) -> None:
         name = lane.channel.name
         try:
-            await asyncio.wait_for(lane.channel.send(message), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await lane.channel.send(message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # isolated: one channel's failure stays in its lane

@@ -69,8 +69,21 @@ class Correlator:
     # -- public -------------------------------------------------------------------------------
 
     def push(self, event: Event) -> list[Event]:
-        ts = event.ts
+        """The events to pass on now, given the next event in log order."""
         out: list[Event] = []
+        self._one(event, out)
+        return out
+
+    def push_many(self, events: list[Event]) -> list[Event]:
+        """``push`` for a batch in log order, with one output list (the bulk path)."""
+        out: list[Event] = []
+        one = self._one
+        for event in events:
+            one(event, out)
+        return out
+
+    def _one(self, event: Event, out: list[Event]) -> None:
+        ts = event.ts
         if ts > self._now:
             self._now = ts
             if self._pending and self._pending[0].ts < ts - self.hold:
@@ -101,7 +114,6 @@ class Correlator:
             self.dropped += 1
         else:
             out.append(event)
-        return out
 
     def tick(self, now: float) -> list[Event]:
         """Release held session-less passdb failures older than ``hold`` at wall-clock ``now``:

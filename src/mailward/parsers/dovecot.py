@@ -180,6 +180,19 @@ class DovecotParser:
                 attempts=int(m[1]),
                 summary=True,
             )
+        if "proxy dest auth failed" in head or "(proxy_dest_auth_failed)" in head:
+            # A proxy: the backend refused the password the client gave.
+            return R_LOGIN_FAILED, make_failure(
+                ts=ts,
+                service=service,
+                ip=ip,
+                username=username,
+                mechanism=method,
+                reason=FailReason.UNSPECIFIED,
+                session=session,
+                attempts=1,
+                summary=True,
+            )
         if head.startswith(("Disconnected", "Aborted login", "Login aborted")):
             if not self.weak_signals:
                 return R_LOGIN_NO_AUTH, None
@@ -204,16 +217,21 @@ class DovecotParser:
             or "olicy" in msg
         ):
             return None
-        d = _DRIVER.search(msg)
-        if d is None:
+        # Common case first: the message starts with `driver(`; else find it after prefixes
+        # such as `conn unix:auth-worker (pid=..,uid=..): auth-worker<42>: `.
+        p = msg.find("(")
+        if p > 0 and " " not in msg[:p] and ":" not in msg[:p]:
+            start = p + 1
+        else:
+            d = _DRIVER.search(msg)
+            if d is None:
+                return None
+            start = d.end()
+        e = _PASSDB_END.search(msg, start)
+        if e is None:
             return None
-        start = d.end()
-        ends = list(_PASSDB_END.finditer(msg, start))
-        if not ends:
-            return None
-        if len(ends) > 1:
+        if _PASSDB_END.search(msg, e.end()) is not None:
             return R_AMBIGUOUS, None
-        e = ends[0]
         classified = _passdb_reason(msg[e.end() :])
         if classified is None:
             return None
@@ -232,12 +250,11 @@ class DovecotParser:
     def _auth24(self, ts: float, msg: str) -> _Result | None:
         if not ("unknown user" in msg or "mismatch" in msg or "pam_authenticate" in msg):
             return None
-        ends = list(_AUTH24_END.finditer(msg, 5))
-        if not ends:
+        e = _AUTH24_END.search(msg, 5)
+        if e is None:
             return None
-        if len(ends) > 1:
+        if _AUTH24_END.search(msg, e.end()) is not None:
             return R_AMBIGUOUS, None
-        e = ends[0]
         # After the prefix: `[Level: ]driver: result` or `[Level: ]driver(args): result`.
         rest = _strip_level(msg[e.end() :])
         driver, sep, tail = rest.partition(": ")

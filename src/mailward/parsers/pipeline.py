@@ -92,7 +92,8 @@ class EventStream(Iterator[Event]):
     def __next__(self) -> Event:
         return next(self._it)
 
-    def _group(self, group: list[Input], parser: LineParser) -> Iterator[Event]:
+    def _blocks(self, group: list[Input], parser: LineParser) -> Iterator[list[Event]]:
+        """Parsed events of one rotation set, one list per ~1 MiB block."""
         parse_block = parser.parse_block
         origins = self.origins
         progress = self._progress
@@ -104,7 +105,7 @@ class EventStream(Iterator[Event]):
             parser.start_input()
             lines = offset = 0
             for first, block, offset in read_blocks(source):
-                yield from parse_block(block, name, first, origins=origins)
+                yield parse_block(block, name, first, origins=origins)
                 lines = first + len(block) - 1
                 if progress is not None:
                     progress(
@@ -118,12 +119,24 @@ class EventStream(Iterator[Event]):
 
     def _run(self) -> Iterator[Event]:
         groups = group_inputs(self.inputs)
-        streams = [self._group(g, p) for g, p in zip(groups, self.parsers, strict=True)]
-        merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=_by_time)
-        push = self.correlator.push
-        for event in merged:
-            yield from push(event)
-        yield from self.correlator.flush()
+        correlator = self.correlator
+        if len(groups) == 1:
+            push_many = correlator.push_many
+            for events in self._blocks(groups[0], self.parsers[0]):
+                yield from push_many(events)
+        else:
+            streams = [
+                _flatten(self._blocks(g, p)) for g, p in zip(groups, self.parsers, strict=True)
+            ]
+            push = correlator.push
+            for event in heapq.merge(*streams, key=_by_time):
+                yield from push(event)
+        yield from correlator.flush()
+
+
+def _flatten(blocks: Iterator[list[Event]]) -> Iterator[Event]:
+    for block in blocks:
+        yield from block
 
 
 def _by_time(event: Event) -> float:
