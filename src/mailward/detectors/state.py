@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from itertools import chain
 from typing import Protocol
 
 Key = int | str
@@ -186,7 +187,7 @@ class MemoryState:
                     kept = kept[len(kept) - cap :]
                 size = len(kept)
                 if size <= _SMALL:
-                    table[key] = tuple(x for pair in kept for x in pair)
+                    table[key] = tuple(chain.from_iterable(kept))
                 else:
                     table[key] = dict(kept)
         else:
