@@ -169,7 +169,7 @@ class Engine:
         ip = event.ip
         if ip is None:
             return []
-        if ip in self.exempt:
+        if self.exempt.networks and ip in self.exempt:
             self.counts["exempt"] += 1
             return []
         src = self._source(ip, now)
@@ -188,9 +188,11 @@ class Engine:
             # Banned for longer than any failure window (a bot's first-failure ban): counting
             # what slips through while the firewall catches up would only cost memory.
             findings = []
-        findings += self.georule.on_failure(src)
+        if self.georule.active:
+            findings += self.georule.on_failure(src)
         findings += self.distributed.on_failure(self.state, src, user, now, owner=owner)
-        findings += self.distributed.on_asn_failure(self.state, src, now)
+        if src.asn is not None:
+            findings += self.distributed.on_asn_failure(self.state, src, now)
         if unknown:
             findings += self.enumeration.on_miss(self.state, src, now, "login")
         return self.decider.decide(findings, src, now)
