@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from socket import inet_ntoa
 
 from mailward.decisions.model import USER_PREFIX, Action, Decision
 
@@ -267,7 +268,7 @@ _Row = tuple[float, float | None, _Template]  # ts, until, template
 def _target(slot: Slot) -> str:
     version, prefixlen, value = slot
     if version == 4:
-        address = str(IPv4Address(value))
+        address = inet_ntoa(value.to_bytes(4, "big"))  # str(IPv4Address(value)), 3x cheaper
         return address if prefixlen == 32 else f"{address}/{prefixlen}"
     address = str(IPv6Address(value))
     return address if prefixlen == 128 else f"{address}/{prefixlen}"

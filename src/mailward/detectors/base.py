@@ -11,6 +11,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
+from socket import inet_ntoa
 
 from mailward.decisions.ledger import Slot, network_of
 from mailward.decisions.model import Action, Decision
@@ -52,6 +53,7 @@ class Source:
     banned: bool = False  # already covered by an active ban (count, but do not ban again)
     cover: Decision | None = None  # that ban
     address: str = ""  # str(ip), made once
+    _prefix_target: str = ""  # made on first use
 
     def __post_init__(self) -> None:
         if not self.address:
@@ -60,7 +62,17 @@ class Source:
     @property
     def prefix_target(self) -> str:
         """The containing prefix as a decision target (``198.51.100.0/24``)."""
-        return str(network_of(self.ip, self.prefixlen))
+        target = self._prefix_target
+        if not target:
+            if self.ip.version == 4:
+                # what str(IPv4Network) gives, without building one per event
+                shift = 32 - self.prefixlen
+                base = int(self.ip) >> shift << shift
+                target = f"{inet_ntoa(base.to_bytes(4, 'big'))}/{self.prefixlen}"
+            else:
+                target = str(network_of(self.ip, self.prefixlen))
+            self._prefix_target = target
+        return target
 
     @property
     def slot(self) -> Slot:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from ipaddress import ip_network
 
 from mailward.config.model import DetectorSettings
 from mailward.decisions.ledger import Ledger, Slot, slot_of
@@ -103,7 +102,7 @@ class Decider:
         target = finding.target
         if slot is None:
             slot = slot_of(target)
-        if slot[1] < (32 if slot[0] == 4 else 128) and self.exempt.overlaps(ip_network(target)):
+        if slot[1] < (32 if slot[0] == 4 else 128) and self.exempt.overlaps_slot(*slot):
             return None
         esc = self.settings.escalation
         existing = self.ledger.active_row(slot, now)

@@ -74,6 +74,16 @@ class Exempt:
         """Whether banning ``net`` would touch an exempt address."""
         return any(n.version == net.version and n.overlaps(net) for n in self.networks)
 
+    def overlaps_slot(self, version: int, prefixlen: int, value: int) -> bool:
+        """``overlaps`` for a network given as ints (a ledger slot): no network object built."""
+        bits = 32 if version == 4 else 128
+        for n in self.networks:
+            if n.version == version:
+                shift = bits - min(prefixlen, n.prefixlen)  # one contains the other
+                if value >> shift == int(n.network_address) >> shift:
+                    return True
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class CircuitOpen:
