@@ -170,7 +170,7 @@ def measure(kind: str, path: str) -> dict[str, Any]:
         events = sum(1 for _ in stream)
         out = {"lines": stream.stats.lines, "events": events}
     elif kind == "core":
-        stream = read_events([path], settings, origins=False)
+        stream = read_events([path], settings)  # as `mailward analyze` calls it (with origins)
         report = build_report(Aggregator().add_all(stream))
         out = {
             "lines": stream.stats.lines,
@@ -183,16 +183,20 @@ def measure(kind: str, path: str) -> dict[str, Any]:
     return out
 
 
-def child(kind: str, path: Path, repeat: int) -> dict[str, Any]:
-    """Best of ``repeat`` fresh processes (the box is shared: the minimum is the least noisy)."""
+def child(kind: str, path: Path, repeat: int, src: Path | None = None) -> dict[str, Any]:
+    """Best of ``repeat`` fresh processes (the box is shared: the minimum is the least noisy).
+    ``src``: import mailward from that source tree instead (an older checkout, for before/after)."""
     runs = []
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     for _ in range(repeat):
         proc = subprocess.run(
             [sys.executable, __file__, "--measure", kind, str(path)],
             check=True,
             capture_output=True,
             text=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
+            env=env,
         )
         runs.append(json.loads(proc.stdout))
     return min(runs, key=lambda r: r["cpu_s"])
@@ -234,11 +238,15 @@ def analyze(path: Path) -> dict[str, Any]:
     return res
 
 
-def run_file(path: Path, repeat: int, with_f2b: bool) -> dict[str, Any]:
+def run_file(path: Path, repeat: int, with_f2b: bool, baseline: Path | None) -> dict[str, Any]:
     res: dict[str, Any] = {}
     for kind in ("floor", "parse", "parse_origins", "core"):
         print(f"  {kind} ...", file=sys.stderr)
         res[kind] = child(kind, path, repeat)
+    if baseline is not None:
+        for kind in ("parse", "parse_origins", "core"):
+            print(f"  {kind} (baseline {baseline}) ...", file=sys.stderr)
+            res["before_" + kind] = child(kind, path, repeat, baseline)
     print("  mailward analyze ...", file=sys.stderr)
     res["analyze"] = analyze(path)
     if with_f2b:
@@ -276,10 +284,10 @@ def markdown(r: dict[str, Any]) -> str:
             f"| bare read + decode + split (floor) | {f['floor']['cpu_s']:.2f} s | "
             f"{rate(n, f['floor']['cpu_s'])} | |",
             f"| `read_events` (parse + correlate), `origins=False` | {f['parse']['cpu_s']:.2f} s | "
-            f"{rate(n, f['parse']['cpu_s'])} | what `analyze` runs |",
+            f"{rate(n, f['parse']['cpu_s'])} | `replay` (analyze could pass it too) |",
             f"| `read_events` with file/line origins | {f['parse_origins']['cpu_s']:.2f} s | "
-            f"{rate(n, f['parse_origins']['cpu_s'])} | `parse`, `replay`, imports |",
-            f"| `read_events` + analysis core (aggregate + report) | {f['core']['cpu_s']:.2f} s | "
+            f"{rate(n, f['parse_origins']['cpu_s'])} | what `analyze` runs today, `parse`, imports |",
+            f"| `read_events` + analysis core (aggregate + report): the `analyze` path | {f['core']['cpu_s']:.2f} s | "
             f"{rate(n, f['core']['cpu_s'])} | {f['core']['failed_attempts']:,} attempts, "
             f"{f['core']['distinct_ips']:,} addresses |",
         ]
@@ -289,6 +297,17 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| `mailward analyze --json` end to end | {a['cpu_s']:.2f} s | "
                 f"{rate(n, a['cpu_s'])} | peak RSS {a['peak_rss_mb']:.0f} MB, start-up included |"
             )
+        for kind, what in (
+            ("parse", "`read_events`, `origins=False`"),
+            ("parse_origins", "`read_events` with origins"),
+            ("core", "`read_events` + analysis core"),
+        ):
+            if "before_" + kind in f:
+                b = f["before_" + kind]
+                out.append(
+                    f"| before this work: {what} | {b['cpu_s']:.2f} s | {rate(n, b['cpu_s'])} | "
+                    f"baseline checkout, same run |"
+                )
         f2b_cpu = 0.0
         for filt in FILTERS:
             if filt in f:
@@ -303,7 +322,13 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| fail2ban, both filters combined | {f2b_cpu:.2f} s | {rate(n, f2b_cpu)} | |"
             )
             out.append("")
-            parts = [
+            parts = []
+            if "before_parse" in f:
+                parts.append(
+                    f"before this work `read_events` {f2b_cpu / f['before_parse']['cpu_s']:.1f}× "
+                    f"and with the core {f2b_cpu / f['before_core']['cpu_s']:.1f}×; now"
+                )
+            parts += [
                 f"`read_events` **{f2b_cpu / f['parse']['cpu_s']:.1f}×**",
                 f"with the analysis core **{f2b_cpu / f['core']['cpu_s']:.1f}×**",
             ]
@@ -341,6 +366,12 @@ def main() -> None:
     ap.add_argument("--no-f2b", action="store_true", help="mailward only (quick iterations)")
     ap.add_argument("--only", choices=("demo", "mix"), default=None)
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="also measure the mailward rows with the package from this src/ (e.g. a main checkout)",
+    )
     ap.add_argument("--measure", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
@@ -369,7 +400,7 @@ def main() -> None:
         if args.only and key != args.only:
             continue
         print(f"{key}: {path}", file=sys.stderr)
-        res["files"][key] = run_file(path, args.repeat, not args.no_f2b)
+        res["files"][key] = run_file(path, args.repeat, not args.no_f2b, args.baseline)
     (args.workdir / "result.json").write_text(json.dumps(res, indent=2))
     if len(res["files"]) == 2:
         text = markdown(res)
