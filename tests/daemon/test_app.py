@@ -15,7 +15,7 @@ from mailward.daemon.twins import ThresholdEngine, TwinParser
 from mailward.decisions.model import Action, Decision
 from mailward.enforcers.base import MemoryEnforcer
 from mailward.errors import BackendUnavailable, InputError
-from mailward.events import Event
+from mailward.events import AuthFailure, Event, Service, normalise_ip
 from mailward.sources.follow import FileFollower
 from mailward.sources.live import Batch
 
@@ -361,4 +361,36 @@ async def test_backlog_does_not_starve_the_event_loop(tmp_path: Path) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await daemon.shutdown()
+
+
+async def test_retention_is_applied_at_start_and_then_periodically(tmp_path: Path) -> None:
+    old = time.time() - 3 * 86400
+
+    def stale(n: int) -> AuthFailure:
+        return AuthFailure(
+            ts=old + n, service=Service.SUBMISSION, ip=normalise_ip("192.0.2.1"), username="u"
+        )
+
+    ledger = MemoryLedger(retention_days=1)
+    ledger.commit([stale(1), stale(2)], [], {})
+    clock = SystemClock()
+    settings = Settings.model_validate(
+        {"general": {"state_dir": str(tmp_path)}, "daemon": {"prune_interval": 0.05}}
+    )
+    daemon = Daemon(
+        settings,
+        clock=clock,
+        enforcer=MemoryEnforcer(clock.now),
+        store=ledger,
+        engine=ThresholdEngine(),
+    )
+    await daemon.start()
+    try:
+        await until(lambda: ledger.event_count() == 0)  # at start
+        ledger.commit([stale(3)], [], {})
+        await until(lambda: ledger.event_count() == 0)  # and again one interval later
+        assert daemon.counters.prunes >= 2
+        assert any(t["name"] == "prune" for t in daemon.health()["tasks"])
+    finally:
         await daemon.shutdown()

@@ -140,6 +140,7 @@ class _Counters:
     commit_errors: int = 0
     enforce_errors: int = 0
     expired: int = 0
+    prunes: int = 0
 
 
 class Daemon:
@@ -219,6 +220,7 @@ class Daemon:
         self.supervisor.supervise("feed", self._feed_loop)
         self.supervisor.supervise("enforce", self._enforce_loop)
         self.supervisor.supervise("expire", self._expire_loop)
+        self.supervisor.supervise("prune", self._prune_loop)
         if self.notifier.watchdog_interval:
             self.supervisor.supervise("watchdog", self._watchdog_loop)
         # Components (policy servers answer in-line) start before the sources, so a log backlog
@@ -503,6 +505,15 @@ class Daemon:
             await asyncio.sleep(self.settings.daemon.expire_interval)
             ended = self.engine.expire(self.clock.now())
             self.counters.expired += len(ended)
+
+    async def _prune_loop(self) -> None:
+        """Retention (``storage.retention_days``): once at start, then every ``prune_interval``
+        (a day), in a worker thread so the event loop never waits for the DELETEs."""
+        while True:
+            result = await asyncio.to_thread(self.store.prune, self.clock.now())
+            self.counters.prunes += 1
+            log.info("retention applied: %s", result)
+            await asyncio.sleep(self.settings.daemon.prune_interval)
 
     async def _watchdog_loop(self) -> None:
         interval = self.notifier.watchdog_interval or 10.0
