@@ -394,3 +394,18 @@ async def test_retention_is_applied_at_start_and_then_periodically(tmp_path: Pat
         assert any(t["name"] == "prune" for t in daemon.health()["tasks"])
     finally:
         await daemon.shutdown()
+
+
+async def test_heap_is_frozen_after_state_is_restored(tmp_path: Path) -> None:
+    import gc
+
+    gc.unfreeze()
+    daemon, _, _ = make(tmp_path)
+    await daemon.start()
+    try:
+        assert daemon.heap.freezes == 1 and gc.get_freeze_count() > 0
+        assert daemon.health()["heap"]["frozen_objects"] == gc.get_freeze_count()
+        assert any(t["name"] == "heap" for t in daemon.health()["tasks"])
+    finally:
+        await daemon.shutdown()
+        gc.unfreeze()

@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from mailward.clock import Clock
 from mailward.config.model import Settings
 from mailward.daemon.fanout import Fanout
+from mailward.daemon.heap import CHECK_INTERVAL, HeapFreezer
 from mailward.daemon.ledger import Ledger
 from mailward.daemon.systemd import SystemdNotifier
 from mailward.daemon.tasks import Supervisor, spawn
@@ -188,6 +189,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._last_obs = 0.0
         self._commit_lock = asyncio.Lock()
+        self.heap = HeapFreezer()
 
     # -- wiring ------------------------------------------------------------------------------
     def add_component(self, component: Component) -> None:
@@ -214,6 +216,8 @@ class Daemon:
         for source in self.sources:
             source.resume(positions.get(source.name))
         await self._restore()
+        # The restored state is long-lived: keep full GC passes off it (tail latency).
+        self.heap.freeze()
         self.events.start()
         self.decisions.start()
         self.supervisor.supervise("pipeline", self._pipeline)
@@ -221,6 +225,7 @@ class Daemon:
         self.supervisor.supervise("enforce", self._enforce_loop)
         self.supervisor.supervise("expire", self._expire_loop)
         self.supervisor.supervise("prune", self._prune_loop)
+        self.supervisor.supervise("heap", self._heap_loop)
         if self.notifier.watchdog_interval:
             self.supervisor.supervise("watchdog", self._watchdog_loop)
         # Components (policy servers answer in-line) start before the sources, so a log backlog
@@ -515,6 +520,11 @@ class Daemon:
             log.info("retention applied: %s", result)
             await asyncio.sleep(self.settings.daemon.prune_interval)
 
+    async def _heap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL)
+            self.heap.maybe_freeze()
+
     async def _watchdog_loop(self) -> None:
         interval = self.notifier.watchdog_interval or 10.0
         beats = 0
@@ -648,6 +658,7 @@ class Daemon:
             "active_bans": len(self.active_bans()),
             "last_decision": None if self.last_decision is None else self.last_decision.to_json(),
             "counters": vars(self.counters).copy(),
+            "heap": self.heap.status(),
             "components": components,
             "subscribers": self.events.status() + self.decisions.status(),
         }
