@@ -409,3 +409,53 @@ async def test_heap_is_frozen_after_state_is_restored(tmp_path: Path) -> None:
     finally:
         await daemon.shutdown()
         gc.unfreeze()
+
+
+def passdb_line(ip: str, user: str = "bob") -> str:
+    """A session-less Dovecot passdb failure: the correlator holds it for its Postfix partner."""
+    stamp = datetime.now(UTC).isoformat()
+    return f"{stamp} mx1 dovecot: auth: passwd-file({user},{ip}): Password mismatch\n"
+
+
+async def test_held_passdb_failure_is_released_on_a_quiet_log(tmp_path: Path) -> None:
+    from mailward.config.model import ParsingSettings
+    from mailward.parsers import Correlator, LineParser
+
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    daemon, _, ledger = make(
+        tmp_path,
+        parser=LineParser(ParsingSettings(timezone="UTC")),
+        correlator=Correlator(hold=0.2),
+    )
+    await daemon.start()
+    try:
+        with log.open("a") as fh:
+            fh.write(passdb_line("192.0.2.21"))
+        # no further line arrives: the daemon's tick releases it after the hold
+        await until(lambda: ledger.event_count() == 1, timeout=5)
+        [event] = ledger.events
+        assert isinstance(event, AuthFailure) and event.username == "bob"
+    finally:
+        await daemon.shutdown()
+    assert ledger.event_count() == 1  # released once, not again by the shutdown flush
+
+
+async def test_clean_stop_flushes_what_the_correlator_holds(tmp_path: Path) -> None:
+    from mailward.config.model import ParsingSettings
+    from mailward.parsers import Correlator, LineParser
+
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    daemon, _, ledger = make(
+        tmp_path,
+        parser=LineParser(ParsingSettings(timezone="UTC")),
+        correlator=Correlator(hold=3600),
+    )
+    await daemon.start()
+    with log.open("a") as fh:
+        fh.write(passdb_line("192.0.2.22"))
+    await until(lambda: daemon.counters.lines == 1)
+    assert ledger.event_count() == 0  # held
+    await daemon.shutdown()
+    assert [e.kind for e in ledger.events] == ["auth_failure"]

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 LIVE_WINDOW = 300.0  # events older than this are a backlog: detectors see them at their own time
 COMMIT_LINES = 5000  # at most this many lines between two ledger commits
 SLICE = 0.02  # seconds of detector work before the pipeline yields to the event loop
+RELEASE_INTERVAL = 1.0  # seconds between correlator ticks (held events released on a quiet log)
 
 
 def overlapping(target: str, bans: set[str] | list[str]) -> list[str]:
@@ -59,6 +60,10 @@ class Parser(Protocol):
 
 class Correlator(Protocol):
     def push(self, event: Event) -> list[Event]: ...
+
+    def tick(self, now: float) -> list[Event]:
+        """Release what was held longer than its window at log time ``now`` (a quiet log)."""
+        ...
 
     def flush(self) -> list[Event]: ...
 
@@ -92,6 +97,9 @@ class PassThrough:
 
     def push(self, event: Event) -> list[Event]:
         return [event]
+
+    def tick(self, now: float) -> list[Event]:
+        return []
 
     def flush(self) -> list[Event]:
         return []
@@ -190,6 +198,7 @@ class Daemon:
         self._last_obs = 0.0
         self._commit_lock = asyncio.Lock()
         self.heap = HeapFreezer()
+        self._log_anchor: tuple[float, float] | None = None  # (newest log ts, wall time seen)
 
     # -- wiring ------------------------------------------------------------------------------
     def add_component(self, component: Component) -> None:
@@ -226,6 +235,7 @@ class Daemon:
         self.supervisor.supervise("expire", self._expire_loop)
         self.supervisor.supervise("prune", self._prune_loop)
         self.supervisor.supervise("heap", self._heap_loop)
+        self.supervisor.supervise("correlate", self._release_loop)
         if self.notifier.watchdog_interval:
             self.supervisor.supervise("watchdog", self._watchdog_loop)
         # Components (policy servers answer in-line) start before the sources, so a log backlog
@@ -273,7 +283,7 @@ class Daemon:
             and time.monotonic() < deadline
         ):
             await asyncio.sleep(0.02)
-        await self.supervisor.stop(names=["pipeline", "feed"])
+        await self.supervisor.stop(names=["pipeline", "feed", "correlate"])
         while not self._feed.empty():
             await self._handle([self._feed.get_nowait() for _ in range(self._feed.qsize())], {}, {})
         tail = self.correlator.flush()
@@ -357,6 +367,10 @@ class Daemon:
             st = self._status[name]
             st.newest_line_ts = ts
             st.delay_seconds = max(0.0, wall - ts)
+        if newest:
+            top = max(newest.values())
+            if self._log_anchor is None or top >= self._log_anchor[0]:
+                self._log_anchor = (top, wall)
         await self._handle(correlated, positions, {})
 
     def _parse(self, batch: Batch) -> list[Event]:
@@ -519,6 +533,23 @@ class Daemon:
             self.counters.prunes += 1
             log.info("retention applied: %s", result)
             await asyncio.sleep(self.settings.daemon.prune_interval)
+
+    def log_now(self) -> float:
+        """The log's clock: the newest log time seen, advanced by the wall time since. A log
+        with a constant offset (wrong ``parsing.timezone``) or a backlog then never makes the
+        correlator release an event before its partner line could have been read."""
+        wall = self.clock.now()
+        if self._log_anchor is None:
+            return wall
+        ts, seen = self._log_anchor
+        return ts + max(0.0, wall - seen)
+
+    async def _release_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RELEASE_INTERVAL)
+            released = self.correlator.tick(self.log_now())
+            if released:
+                await self._handle(released, {}, {})
 
     async def _heap_loop(self) -> None:
         while True:
