@@ -459,3 +459,37 @@ async def test_clean_stop_flushes_what_the_correlator_holds(tmp_path: Path) -> N
     assert ledger.event_count() == 0  # held
     await daemon.shutdown()
     assert [e.kind for e in ledger.events] == ["auth_failure"]
+
+
+async def test_report_and_its_log_line_are_counted_once(tmp_path: Path) -> None:
+    from mailward.daemon.dedupe import ReportDedupe
+    from mailward.events import Origin
+
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    daemon, enforcer, ledger = make(tmp_path, dedupe=ReportDedupe())
+    await daemon.start()
+    try:
+        for user in ("bob", "carol"):
+            daemon.submit_event(  # what the Dovecot auth-policy server feeds on a failed report
+                AuthFailure(
+                    ts=time.time(),
+                    service=Service.SUBMISSION,
+                    ip=normalise_ip("203.0.113.8"),
+                    origin=Origin("dovecot-policy"),
+                    username=user,
+                )
+            )
+        await until(lambda: ledger.event_count() == 2)
+        with log.open("a") as fh:  # the same two attempts, logged by Postfix, plus a third
+            fh.write(line("203.0.113.8", user="bob"))
+            fh.write(line("203.0.113.8", user="carol"))
+            fh.write(line("203.0.113.8", user="dave"))
+        await until(lambda: daemon.counters.lines == 3)
+        await until(lambda: ledger.event_count() == 3)
+        await asyncio.sleep(0.1)
+        assert ledger.event_count() == 3  # 3 attempts, not 5
+        assert enforcer.banned("203.0.113.8")  # threshold 3 reached with 3 real attempts
+        assert daemon.health()["dedupe"]["dropped"] == 2
+    finally:
+        await daemon.shutdown()

@@ -19,6 +19,7 @@ from mailward.clock import SystemClock
 from mailward.config.model import Settings
 from mailward.daemon.app import Correlator, Daemon, Detector, Parser
 from mailward.daemon.control import ControlServer
+from mailward.daemon.dedupe import ReportDedupe
 from mailward.daemon.ledger import Ledger, MemoryLedger
 from mailward.daemon.systemd import SystemdNotifier
 from mailward.daemon.tasks import spawn
@@ -139,6 +140,7 @@ def build_daemon(
         correlator=correlator,
         sources=file_sources(settings),
         notifier=SystemdNotifier(),
+        dedupe=ReportDedupe() if settings.policy.dovecot.enabled else None,
     )
     add_components(daemon, settings, dry_run=dry_run)
     return daemon

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from mailward.clock import Clock
 from mailward.config.model import Settings
+from mailward.daemon.dedupe import ReportDedupe
 from mailward.daemon.fanout import Fanout
 from mailward.daemon.heap import CHECK_INTERVAL, HeapFreezer
 from mailward.daemon.ledger import Ledger
@@ -165,8 +166,12 @@ class Daemon:
         correlator: Correlator | None = None,
         sources: Sequence[LiveSource] = (),
         notifier: SystemdNotifier | None = None,
+        dedupe: ReportDedupe | None = None,
     ) -> None:
         self.settings = settings
+        # With the Dovecot auth-policy server on, an attempt arrives as a report and again
+        # from the logs: counted once.
+        self.dedupe = dedupe
         self.clock = clock
         self.enforcer = enforcer
         self.store = store
@@ -434,6 +439,8 @@ class Daemon:
         self, events: list[Event], positions: dict[str, str], _: dict[str, Any]
     ) -> list[Decision]:
         wall = self.clock.now()
+        if self.dedupe is not None:
+            events = self.dedupe.admit(events, wall)
         decisions: list[Decision] = []
         slice_start = time.monotonic()
         for event in events:
@@ -690,6 +697,7 @@ class Daemon:
             "last_decision": None if self.last_decision is None else self.last_decision.to_json(),
             "counters": vars(self.counters).copy(),
             "heap": self.heap.status(),
+            "dedupe": None if self.dedupe is None else self.dedupe.status(),
             "components": components,
             "subscribers": self.events.status() + self.decisions.status(),
         }
