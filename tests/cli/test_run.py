@@ -156,3 +156,44 @@ async def test_alerts_raised_by_the_daemon_are_recorded_and_in_the_digest(tmp_pa
     listed = json.loads(out.output)["alerts"]
     assert [a["kind"] for a in listed] == ["task_crashed"]
     assert "disk on fire" not in listed[0]["message"] and "'broken'" in listed[0]["message"]
+
+
+async def test_policy_servers_observe_latency_into_the_daemons_metrics(tmp_path: Path) -> None:
+    import aiohttp
+
+    cfg = daemon_proc.write_config(
+        tmp_path,
+        extra='[policy.postfix]\nenabled = true\nlisten = ["inet:127.0.0.1:0"]\n'
+        "[policy.dovecot]\nenabled = true\nport = 0\n",
+    )
+    settings = load(cfg, env={})
+    daemon = build_daemon(settings, pipeline="twin")
+    await daemon.start()
+    try:
+        parts = {c.name: c for c in daemon.components}
+        metrics = parts["alerts"].metrics  # type: ignore[attr-defined]
+        postfix, dovecot = parts["policy-postfix"], parts["policy-dovecot"]
+        host, port = postfix.addresses[0][:2]  # type: ignore[attr-defined]
+        reader, writer = await asyncio.open_connection(host, port)
+        for _ in range(2):
+            writer.write(b"request=smtpd_access_policy\nprotocol_state=CONNECT\n")
+            writer.write(b"client_address=192.0.2.7\n\n")
+            await writer.drain()
+            assert (await reader.readuntil(b"\n\n")).startswith(b"action=")
+        writer.close()
+        url = f"http://127.0.0.1:{dovecot.port}/?command=allow"  # type: ignore[attr-defined]
+        async with aiohttp.ClientSession() as http:
+            body = {"login": "bob", "remote": "192.0.2.7", "protocol": "imap"}
+            async with http.post(url, json=body) as resp:
+                assert resp.status == 200
+    finally:
+        await daemon.shutdown()
+        daemon.store.close()
+
+    def count(server: str) -> float:
+        value = metrics.registry.get_sample_value(
+            "mailward_policy_latency_seconds_count", {"server": server}
+        )
+        return value or 0.0
+
+    assert count("postfix") == 2 and count("dovecot") == 1

@@ -178,15 +178,19 @@ def add_components(daemon: Daemon, settings: Settings, *, dry_run: bool = False)
     from mailward.policy import policy_components
 
     daemon.add_component(ControlServer(settings.control_socket))
+    metrics = None
     if not dry_run:
         from mailward.notify.manager import components as alerting
+        from mailward.notify.metrics import Metrics
         from mailward.storage.reader import SqliteReader
 
         ledger = daemon.store
+        metrics = Metrics()  # one registry: alerting, the /metrics endpoint, policy latency
         manager, extra = alerting(
             settings,
             clock=daemon.clock,
             geo=getattr(daemon.engine, "geo", None),
+            metrics=metrics,
             open_store=lambda: SqliteReader(settings.db_path),
             record=alert_recorder(ledger) if isinstance(ledger, StoreLedger) else None,
         )
@@ -194,7 +198,8 @@ def add_components(daemon: Daemon, settings: Settings, *, dry_run: bool = False)
         for component in extra:
             daemon.add_component(component)
     geo = getattr(daemon.engine, "geo", None)
-    for server in policy_components(settings, country=geo.country if geo is not None else None):
+    country = geo.country if geo is not None else None
+    for server in policy_components(settings, country=country, metrics=metrics):
         daemon.add_component(server)
 
 
