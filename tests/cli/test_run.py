@@ -116,8 +116,17 @@ def test_components_follow_the_config(tmp_path: Path) -> None:
             "policy": {"postfix": {"enabled": True}, "dovecot": {"enabled": True}},
         }
     )
-    names = [c.name for c in build_daemon(s, pipeline="twin").components]
-    assert names == ["control", "alerts", "policy-postfix", "policy-dovecot"]
+    daemon = build_daemon(s, pipeline="twin")
+    daemon.store.close()
+    names = [c.name for c in daemon.components]
+    assert names == [
+        "control",
+        "alert-record",
+        "alerts",
+        "policy-outage",
+        "policy-postfix",
+        "policy-dovecot",
+    ]
     dry = [c.name for c in build_daemon(s, dry_run=True, pipeline="twin").components]
     assert dry == ["control", "policy-postfix", "policy-dovecot"]
 

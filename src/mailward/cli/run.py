@@ -8,7 +8,6 @@ import importlib
 import logging
 import re
 import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -146,17 +145,21 @@ def build_daemon(
     return daemon
 
 
-def alert_recorder(ledger: StoreLedger) -> Callable[[Alert], None]:
+class AlertRecorder:
     """``record=`` for the AlertManager: each raised alert goes into the store's alerts table
-    (the digest lists them) through the ledger's writer connection, off the event loop."""
+    (the digest lists them) through the ledger's writer connection, off the event loop. Also a
+    component, added before the manager so it stops after it: ``stop()`` waits for the writes
+    still running, so an alert raised during shutdown is kept before the ledger closes."""
 
-    async def write(row: StoredAlert) -> None:
-        try:
-            await asyncio.to_thread(ledger.add_alert, row)
-        except Exception:
-            log.exception("cannot record alert %s", row.key)
+    name = "alert-record"
 
-    def record(alert: Alert) -> None:
+    def __init__(self, ledger: StoreLedger) -> None:
+        self.ledger = ledger
+        self._pending: set[asyncio.Task[None]] = set()
+        self.recorded = 0
+        self.failures = 0
+
+    def __call__(self, alert: Alert) -> None:
         row = StoredAlert(
             ts=alert.ts,
             kind=alert.kind,
@@ -165,9 +168,27 @@ def alert_recorder(ledger: StoreLedger) -> Callable[[Alert], None]:
             key=alert.key,
             data={"details": list(alert.details), "facts": dict(alert.facts)},
         )
-        spawn(write(row), name="record:alert")
+        task = spawn(self._write(row), name="record:alert")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
-    return record
+    async def _write(self, row: StoredAlert) -> None:
+        try:
+            await asyncio.to_thread(self.ledger.add_alert, row)
+            self.recorded += 1
+        except Exception:
+            self.failures += 1
+            log.exception("cannot record alert %s", row.key)
+
+    async def start(self, daemon: Daemon) -> None:
+        return None
+
+    async def stop(self) -> None:
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def status(self) -> dict[str, int]:
+        return {"recorded": self.recorded, "failures": self.failures, "pending": len(self._pending)}
 
 
 def add_components(daemon: Daemon, settings: Settings, *, dry_run: bool = False) -> None:
@@ -185,6 +206,9 @@ def add_components(daemon: Daemon, settings: Settings, *, dry_run: bool = False)
         from mailward.storage.reader import SqliteReader
 
         ledger = daemon.store
+        recorder = AlertRecorder(ledger) if isinstance(ledger, StoreLedger) else None
+        if recorder is not None:
+            daemon.add_component(recorder)
         metrics = Metrics()  # one registry: alerting, the /metrics endpoint, policy latency
         manager, extra = alerting(
             settings,
@@ -192,11 +216,14 @@ def add_components(daemon: Daemon, settings: Settings, *, dry_run: bool = False)
             geo=getattr(daemon.engine, "geo", None),
             metrics=metrics,
             open_store=lambda: SqliteReader(settings.db_path),
-            record=alert_recorder(ledger) if isinstance(ledger, StoreLedger) else None,
+            record=recorder,
         )
         daemon.on_task_crash(manager.task_crashed)
         for component in extra:
             daemon.add_component(component)
+        from mailward.policy.outage import OutageWatch
+
+        daemon.add_component(OutageWatch(manager.raise_alert, clock=daemon.clock))
     geo = getattr(daemon.engine, "geo", None)
     country = geo.country if geo is not None else None
     for server in policy_components(settings, country=country, metrics=metrics):

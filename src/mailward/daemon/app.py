@@ -151,6 +151,7 @@ class _Counters:
     enforce_errors: int = 0
     expired: int = 0
     prunes: int = 0
+    watcher_errors: int = 0
 
 
 class Daemon:
@@ -203,6 +204,7 @@ class Daemon:
         self._last_obs = 0.0
         self._commit_lock = asyncio.Lock()
         self.heap = HeapFreezer()
+        self._line_watchers: list[Callable[[str], None]] = []
         self._log_anchor: tuple[float, float] | None = None  # (newest log ts, wall time seen)
 
     # -- wiring ------------------------------------------------------------------------------
@@ -218,6 +220,11 @@ class Daemon:
     ) -> None:
         """Call ``callback`` for every decision: detector, operator and expiry alike."""
         self.decisions.subscribe(callback, name or None)
+
+    def watch_lines(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(text)`` for every followed log line, in the pipeline, before parsing
+        (e.g. policy-outage lines). It must be cheap; its failures are counted and logged."""
+        self._line_watchers.append(callback)
 
     def on_task_crash(self, hook: Callable[[str, BaseException], Any]) -> None:
         """``hook(task_name, exception)`` after a supervised task crashed (it is restarted)."""
@@ -354,6 +361,8 @@ class Daemon:
         for batch in batches:
             await asyncio.sleep(0)  # parsing a batch is CPU work: let others in between
             status = self._status[batch.source]
+            if self._line_watchers:
+                self._watch(batch)
             for event in self._parse(batch):
                 status.events += 1
                 newest[batch.source] = max(newest.get(batch.source, event.ts), event.ts)
@@ -399,6 +408,19 @@ class Daemon:
             if event is not None:
                 events.append(event)
         return events
+
+    def _watch(self, batch: Batch) -> None:
+        for watcher in self._line_watchers:
+            try:
+                for text, _ in batch.lines:
+                    watcher(text)
+            except Exception:
+                self.counters.watcher_errors += 1
+                if (
+                    self.counters.watcher_errors in (1, 100)
+                    or not self.counters.watcher_errors % 10000
+                ):
+                    log.exception("line watcher failed on a line from %s", batch.source)
 
     def _parse_failed(self, source: str) -> None:
         self.counters.parse_errors += 1
