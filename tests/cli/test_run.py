@@ -206,3 +206,18 @@ async def test_policy_servers_observe_latency_into_the_daemons_metrics(tmp_path:
         return value or 0.0
 
     assert count("postfix") == 2 and count("dovecot") == 1
+
+
+def test_real_pipeline_gives_the_policy_server_the_geoip_country_lookup(tmp_path: Path) -> None:
+    s = Settings.model_validate(
+        {
+            "general": {"state_dir": str(tmp_path)},
+            "sources": {"files": []},
+            "policy": {"postfix": {"enabled": True}},
+        }
+    )
+    daemon = build_daemon(s, pipeline="real")
+    daemon.store.close()
+    geo = daemon.engine.geo  # type: ignore[attr-defined]
+    [postfix] = [c for c in daemon.components if c.name == "policy-postfix"]
+    assert geo is not None and postfix._country == geo.country  # type: ignore[attr-defined]
