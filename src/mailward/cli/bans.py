@@ -185,6 +185,12 @@ def nft_show(app: AppContext, as_json: bool) -> None:
     try:
         counts = asyncio.run(enforcer.kernel_elements())
     except BackendUnavailable as exc:
+        if "No such file or directory" in str(exc):
+            fail(
+                f"nftables table inet {app.settings.enforce.table} does not exist "
+                "(mailward run creates it at start)",
+                code=1,
+            )
         fail(str(exc), code=1)
     if as_json:
         emit_json({"table": f"inet {app.settings.enforce.table}", "elements": counts})
