@@ -24,11 +24,10 @@ DOVECOT = (
 def test_signs_are_summarised_into_one_alert() -> None:
     raised: list[Alert] = []
     watch = OutageWatch(raised.append, clock=ManualClock(1000.0), max_signs=3)
-    watch.line("Nov 21 11:34:58 mx postfix/smtpd[1]: connect from unknown[192.0.2.1]")
+    watch.lines(["Nov 21 11:34:58 mx postfix/smtpd[1]: connect from unknown[192.0.2.1]"])
     assert watch.flush() is None and raised == []
-    for _ in range(5):
-        watch.line(POSTFIX)
-    watch.line(DOVECOT)
+    watch.lines([POSTFIX] * 5 + ["Nov 21 11:34:59 mx postfix/smtpd[2]: connect from x[1.2.3.4]"])
+    watch.lines([DOVECOT])
     alert = watch.flush()
     assert alert is not None and raised == [alert]
     assert alert.kind == "policy_outage" and alert.severity is Severity.HIGH

@@ -204,7 +204,7 @@ class Daemon:
         self._last_obs = 0.0
         self._commit_lock = asyncio.Lock()
         self.heap = HeapFreezer()
-        self._line_watchers: list[Callable[[str], None]] = []
+        self._line_watchers: list[Callable[[list[str]], None]] = []
         self._log_anchor: tuple[float, float] | None = None  # (newest log ts, wall time seen)
 
     # -- wiring ------------------------------------------------------------------------------
@@ -221,9 +221,10 @@ class Daemon:
         """Call ``callback`` for every decision: detector, operator and expiry alike."""
         self.decisions.subscribe(callback, name or None)
 
-    def watch_lines(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(text)`` for every followed log line, in the pipeline, before parsing
-        (e.g. policy-outage lines). It must be cheap; its failures are counted and logged."""
+    def watch_lines(self, callback: Callable[[list[str]], None]) -> None:
+        """Call ``callback(texts)`` with every batch of followed log lines, in the pipeline,
+        before parsing (e.g. policy-outage lines). It must be cheap (a batch is up to thousands
+        of lines: scan it whole first); its failures are counted and logged."""
         self._line_watchers.append(callback)
 
     def on_task_crash(self, hook: Callable[[str, BaseException], Any]) -> None:
@@ -410,10 +411,10 @@ class Daemon:
         return events
 
     def _watch(self, batch: Batch) -> None:
+        texts = [text for text, _ in batch.lines]
         for watcher in self._line_watchers:
             try:
-                for text, _ in batch.lines:
-                    watcher(text)
+                watcher(texts)
             except Exception:
                 self.counters.watcher_errors += 1
                 if (

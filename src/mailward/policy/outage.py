@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class OutageWatch:
-    """A daemon component: ``daemon.watch_lines(self.line)``; alerts go to ``raise_alert``."""
+    """A daemon component: ``daemon.watch_lines(self.lines)``; alerts go to ``raise_alert``."""
 
     name = "policy-outage"
 
@@ -43,8 +43,15 @@ class OutageWatch:
         self.seen = 0
         self.alerts = 0
 
+    def lines(self, texts: list[str]) -> None:
+        """A batch of followed log lines: one joined scan for the two markers (in C), and the
+        per-line match only when a marker is present."""
+        blob = "\n".join(texts)
+        if "problem talking to server" in blob or "Policy server" in blob:
+            for text in texts:
+                self.line(text)
+
     def line(self, text: str) -> None:
-        """Called for every followed log line: two substring tests unless it is an outage."""
         sign = match_outage(text)
         if sign is None:
             return
@@ -81,7 +88,7 @@ class OutageWatch:
             await asyncio.sleep(self.interval)
 
     async def start(self, daemon: Any) -> None:
-        daemon.watch_lines(self.line)
+        daemon.watch_lines(self.lines)
         self.clock = getattr(daemon, "clock", None) or self.clock
         self._task = spawn(self._loop(), name="policy-outage")
 
