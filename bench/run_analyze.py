@@ -201,6 +201,41 @@ def core_memory(lines: int, seed: int) -> dict[str, Any]:
     }
 
 
+def stages(log: Path, lines: int = 200_000) -> dict[str, Any]:
+    """CPU seconds per pipeline stage over the first ``lines`` lines: where the time goes."""
+    from itertools import islice
+
+    from mailward.analyze.aggregate import Aggregator
+    from mailward.config.model import ParsingSettings
+    from mailward.parsers import Correlator, LineParser
+    from mailward.sources.files import read_lines
+
+    clock = time.process_time
+    t0 = clock()
+    rows = [text for _, text, _ in islice(read_lines(log), lines)]
+    t1 = clock()
+    parse = LineParser(ParsingSettings(timezone="UTC")).parse_at
+    events = [e for i, text in enumerate(rows) if (e := parse(text, "bench", i + 1)) is not None]
+    t2 = clock()
+    correlator = Correlator()
+    out = [c for e in events for c in correlator.push(e)] + correlator.flush()
+    t3 = clock()
+    Aggregator().add_all(out)
+    t4 = clock()
+    n = len(rows)
+    return {
+        "lines": n,
+        "us_per_line": {
+            "read": round((t1 - t0) / n * 1e6, 2),
+            "parse": round((t2 - t1) / n * 1e6, 2),
+            "correlate": round((t3 - t2) / n * 1e6, 2),
+            "aggregate": round((t4 - t3) / n * 1e6, 2),
+        },
+        "events": len(events),
+        "correlated": len(out),
+    }
+
+
 def floor(log: Path) -> dict[str, Any]:
     return timed([sys.executable, "-c", FLOOR, str(log)])
 
@@ -272,6 +307,15 @@ def markdown(r: dict[str, Any]) -> str:
     else:
         why = (mw.get("stderr_tail", "").strip().splitlines() or ["?"])[-1]
         lines.append(f"`mailward analyze` could not run in this build: `{why}`.")
+    st = r.get("stages")
+    if st:
+        us = st["us_per_line"]
+        total = sum(us.values())
+        lines.append(
+            f"Where mailward's time goes (CPU per line, first {st['lines']:,} lines, in-process): "
+            + ", ".join(f"{k} {v:.2f} µs ({v / total * 100:.0f}%)" for k, v in us.items())
+            + f"; {st['events']:,} events parsed, {st['correlated']:,} after correlation."
+        )
     c = r["core"]
     lines.append(
         f"The analysis core alone (aggregation, spikes, report over {c['events']:,} typed events, no "
@@ -288,7 +332,9 @@ def markdown(r: dict[str, Any]) -> str:
         if m.get("rc") == 0:
             lines.append(
                 f"`mailward analyze` peak RSS **{m['peak_rss_mb']:.0f} MB** (target < 250 MB), "
-                f"{m['wall_s']:.1f} s, {rate(big['lines'], m['wall_s']):,} lines/s."
+                f"{m['wall_s']:.1f} s wall, {m['cpu_s']:.1f} s CPU "
+                f"({rate(big['lines'], m['cpu_s']):,} lines/s of CPU); it counted "
+                f"{m.get('failed_attempts', 0):,} attempts from {m.get('distinct_ips', 0):,} addresses."
             )
         else:
             lines.append("`mailward analyze` could not run in this build.")
@@ -301,9 +347,13 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append("")
     lines.append(
         "Counting differs by design: fail2ban's postfix filter matches the SASL line *and* the "
-        "`auth=0/N` disconnect and user-unknown rejects, its dovecot filter matches both the passdb "
-        "line and the login summary of one IMAP attempt; mailward counts each attempt once. Compare "
-        "the address columns for who was found."
+        "`auth=0/N` disconnect, user-unknown rejects and postscreen PREGREET/HANGUP noise (hence "
+        "more addresses than attacked a login), its dovecot filter matches both the passdb line and "
+        "the login summary of one IMAP attempt; mailward counts each attempt once and finds exactly "
+        "the generator's attacking addresses. The machine is shared with other jobs (see the load "
+        "average): compare CPU-time rates; wall-clock rates understate every tool. At 10M lines a "
+        "count one above the ground truth is the file ending between Dovecot's passdb line and "
+        "Postfix's SASL line of one attempt (the generator credits the attempt to the SASL line)."
     )
     lines.append("")
     return "\n".join(lines)
@@ -337,6 +387,7 @@ def main() -> None:
     ap.add_argument("--skip-10m", action="store_true")
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument("--core-memory", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--redraw", type=Path, default=None, help="only re-render a result.json")
     ap.add_argument(
         "--big-from",
         type=Path,
@@ -344,6 +395,12 @@ def main() -> None:
         help="reuse the 10M-line figures of an earlier result.json",
     )
     args = ap.parse_args()
+    if args.redraw is not None:
+        text = markdown(json.loads(args.redraw.read_text()))
+        print(text)
+        if args.write_docs:
+            write_docs(text)
+        return
     if args.core_memory:
         print(json.dumps(core_memory(args.core_memory, args.seed)))
         return
@@ -368,6 +425,7 @@ def main() -> None:
     res["f2b_dovecot"] = run_fail2ban(log, "dovecot")
     print("floor ...", file=sys.stderr)
     res["floor"] = floor(log)
+    res["stages"] = stages(log)
     res["core"] = core(args.lines, args.seed)
     res["core_memory_1m"] = json.loads(
         subprocess.run(

@@ -382,3 +382,16 @@ async def test_restart_seeds_the_spike_baseline_from_the_store(tmp_path: Path) -
         await manager.stop()
     assert "Spike: 60 login attempts" in channel.sent[0].subject
     assert [a.kind for a in recorded] == ["login_spike"]
+
+
+async def test_fresh_install_without_a_database_warms_up_quietly(tmp_path: Path) -> None:
+    from mailward.storage.reader import SqliteReader
+
+    manager = AlertManager(
+        settings_for(tmp_path),
+        channels=[MemoryNotifier()],
+        history=lambda: SqliteReader(tmp_path / "missing.db"),
+    )
+    await manager.start(None)
+    await manager.stop()
+    assert manager.rules.spike.baseline.hours == 0

@@ -132,8 +132,9 @@ async def test_unix_socket_serves_the_captured_requests(server) -> None:  # type
     srv, _, _ = server
     path = next(a for a in srv.addresses if isinstance(a, str))
     assert oct(Path(path).stat().st_mode & 0o777) == "0o660"
-    reader, writer = await asyncio.open_unix_connection(path)
+    # Look the sample up first: a skip after connecting would leak the socket into a later test.
     sample = shared_file("captured-mailstack/policy_requests.sample.jsonl")
+    reader, writer = await asyncio.open_unix_connection(path)
     for line in sample.read_text().splitlines():
         rec = json.loads(line)
         attrs = {k: v for k, v in rec.items() if k not in ("t", "action")}

@@ -19,6 +19,7 @@ from mailward.config.model import Settings
 from mailward.daemon.tasks import spawn
 from mailward.decisions.model import Decision
 from mailward.enrich.geoip import GeoLookup
+from mailward.errors import MailwardError
 from mailward.events import Event
 from mailward.notify.alerts import AttackRules, LocationHistory, SqliteLocations
 from mailward.notify.channels.apprise import AppriseNotifier
@@ -149,7 +150,10 @@ class AlertManager:
     async def start(self, daemon: DaemonLike | None) -> None:
         if self.history is not None:
             try:
-                await asyncio.to_thread(self.seed_baseline)
+                hours = await asyncio.to_thread(self.seed_baseline)
+                log.info("alerts: spike baseline seeded with %d hours from the store", hours)
+            except MailwardError as exc:  # e.g. no database yet on a fresh install
+                log.info("alerts: no history to seed the spike baseline (%s); warming up", exc)
             except Exception:
                 log.exception("alerts: cannot seed the spike baseline from the store")
         self._daemon = daemon
@@ -292,18 +296,22 @@ def components(
     geo: GeoLookup | None = None,
     metrics: Metrics | None = None,
     open_store: Callable[[], Any] | None = None,
+    record: Callable[[Alert], None] | None = None,
 ) -> tuple[AlertManager, list[Any]]:
     """Everything ``[notify]``, ``[alerts]``, ``[digest]`` and ``[metrics]`` ask the daemon to run.
 
-    Returns the AlertManager (wire ``supervisor.add_crash_hook(manager.task_crashed)``) and the
-    list of components to ``daemon.add_component`` (the manager first)."""
+    Returns the AlertManager (wire ``daemon.on_task_crash(manager.task_crashed)``) and the list
+    of components to ``daemon.add_component`` (the manager first). ``open_store`` opens a reader
+    (spike baseline at start, daily digest); ``record`` receives every raised alert."""
     from mailward.notify.heartbeat import Heartbeat
     from mailward.notify.metrics import MetricsServer
     from mailward.notify.schedule import DailyDigest
 
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
-    manager = AlertManager(settings, clock=clock, geo=geo, metrics=metrics, history=open_store)
+    manager = AlertManager(
+        settings, clock=clock, geo=geo, metrics=metrics, history=open_store, record=record
+    )
     out: list[Any] = [manager]
     if settings.metrics.enabled:
         out.append(MetricsServer(metrics, settings.metrics.listen))
