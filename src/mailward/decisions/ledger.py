@@ -212,6 +212,15 @@ class Ledger:
             return None
         return _decision(slot, row)
 
+    def active_row(self, slot: Slot, now: float) -> tuple[float, float | None, int] | None:
+        """``(ts, until, offence)`` of the active ban on exactly ``slot``: what ``get`` says,
+        without rebuilding the target string and the ``Decision`` (the detectors' hot path)."""
+        table = self._nets[slot[0]].get(slot[1])
+        row = None if table is None else table.get(slot[2])
+        if row is None or (row[1] is not None and row[1] <= now):
+            return None
+        return row[0], row[1], row[2][3]
+
     def covering(self, ip: IPAddress, now: float) -> Decision | None:
         """The active ban on ``ip`` or on a prefix containing it (longest expiry wins)."""
         if isinstance(ip, IPv4Address):

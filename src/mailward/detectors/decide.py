@@ -106,27 +106,31 @@ class Decider:
         if slot[1] < (32 if slot[0] == 4 else 128) and self.exempt.overlaps(ip_network(target)):
             return None
         esc = self.settings.escalation
-        existing = self.ledger.get(target, now, slot)
+        existing = self.ledger.active_row(slot, now)
+        duration = finding.duration
         if existing is not None:
             # Still failing while banned (the firewall lags the log): a stronger rule may
             # lengthen the ban, at the same offence count.
-            offence = existing.offence
+            ts, until, offence = existing
             record = False
+            if offence > 1:
+                grown = duration * esc.multiplier ** min(offence - 1, 64)
+                duration = max(duration, min(grown, esc.max_ban))
+            if until is None or duration <= until - ts:
+                return None
+            if not self.breaker.allow(now):
+                return None
         else:
+            # A new ban: ask the breaker first, so a suppressed ban costs no history lookup.
+            if not self.breaker.allow(now):
+                return None
             offence = (
                 self.history.offences(target, now - esc.history) + 1 if finding.escalate else 1
             )
             record = True
-        duration = finding.duration
-        if offence > 1:
-            grown = finding.duration * esc.multiplier ** min(offence - 1, 64)
-            duration = max(finding.duration, min(grown, esc.max_ban))
-        if existing is not None and (
-            existing.until is None or duration <= existing.until - existing.ts
-        ):
-            return None
-        if not self.breaker.allow(now):
-            return None
+            if offence > 1:
+                grown = duration * esc.multiplier ** min(offence - 1, 64)
+                duration = max(duration, min(grown, esc.max_ban))
         reason, evidence = self._intern(finding)
         if offence > 1:
             evidence = {**evidence, "previous_offences": offence - 1}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mailward.config.model import DetectorSettings
 from mailward.decisions.model import USER_PREFIX, Action
-from mailward.detectors.base import Finding, Source, fmt_duration, need
+from mailward.detectors.base import Evidence, Finding, Source, fmt_duration, need
 from mailward.detectors.state import StateStore
 
 GOOD = "good"  # username -> known-good addresses and prefixes (last success)
@@ -24,12 +24,15 @@ ASN_SOURCES = "asrc"  # ASN -> distinct failing addresses
 HOSTILE_ASN = "hasn"  # ASN -> mark: hostile until
 
 _GOOD_CAP = 64  # known-good sources remembered per username
+_CACHE = 4096  # shared findings/evidence kept for usernames under attack
 
 
 class Distributed:
     def __init__(self, settings: DetectorSettings) -> None:
         self.settings = settings
         self.cfg = settings.distributed
+        self._goes_on: dict[tuple[str, int], Finding] = {}
+        self._first_evidence: dict[str, Evidence] = {}
 
     # -- known-good sources -----------------------------------------------------------------
 
@@ -95,9 +98,13 @@ class Distributed:
             )
             under_attack = True
         elif under_attack:
-            # Every rejected attempt extends the protection.
-            findings.append(
-                Finding(
+            # Every rejected attempt extends the protection. The finding is the same for every
+            # attempt with the same count: made once (findings and evidence are read-only).
+            goes_on = self._goes_on.get((target, sources))
+            if goes_on is None:
+                if len(self._goes_on) >= _CACHE:
+                    self._goes_on.clear()
+                goes_on = self._goes_on[target, sources] = Finding(
                     "user_under_attack",
                     target,
                     Action.PROTECT_USER,
@@ -106,8 +113,13 @@ class Distributed:
                     {"sources": sources, "window": cfg.user_window},
                     escalate=False,
                 )
-            )
+            findings.append(goes_on)
         if under_attack and not src.banned:
+            evidence = self._first_evidence.get(user)
+            if evidence is None:
+                if len(self._first_evidence) >= _CACHE:
+                    self._first_evidence.clear()
+                evidence = self._first_evidence[user] = {"user": user, "failures": 1}
             findings.append(
                 Finding(
                     "user_under_attack",
@@ -115,7 +127,7 @@ class Distributed:
                     Action.BAN,
                     cfg.first_failure_ban,
                     "failed on a username under attack, from a source that is not known-good",
-                    {"user": user, "failures": 1},
+                    evidence,
                 )
             )
         return findings

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from socket import inet_ntoa
 from typing import Any
 
 from mailward.config.model import DetectorSettings, Settings
@@ -24,7 +25,7 @@ from mailward.detectors.enumeration import ENUM_IP, ENUM_NET, Enumeration
 from mailward.detectors.failures import ATTEMPT, FAIL, OWNER_FAIL, AddressFailures
 from mailward.detectors.geo import GeoLookup, GeoRule
 from mailward.detectors.history import MemoryHistory, OffenderHistory
-from mailward.detectors.keys import ip_key, prefix_key
+from mailward.detectors.keys import _V6, ip_key, prefix_key
 from mailward.detectors.safety import (
     CircuitBreaker,
     Exempt,
@@ -140,14 +141,19 @@ class Engine:
 
     def _source(self, ip: IPAddress, now: float) -> Source:
         cfg = self.settings
-        key = ip_key(ip)
-        src = Source(
-            ip=ip,
-            key=key,
-            prefix=prefix_key(ip, cfg.prefix_v4, cfg.prefix_v6),
-            prefixlen=cfg.prefix_v4 if ip.version == 4 else cfg.prefix_v6,
-            address=str(ip),
-        )
+        # ip_key, prefix_key and str(ip) inlined: this runs once per event.
+        value = int(ip)
+        if ip.__class__ is IPv4Address:
+            plen = cfg.prefix_v4
+            key = value
+            prefix = (value >> (32 - plen) << (32 - plen)) | (plen << 33)
+            address = inet_ntoa(value.to_bytes(4, "big"))
+        else:
+            plen = cfg.prefix_v6
+            key = value | _V6
+            prefix = (value >> (128 - plen) << (128 - plen)) | _V6 | (plen << 129)
+            address = str(ip)
+        src = Source(ip=ip, key=key, prefix=prefix, prefixlen=plen, address=address)
         cover = self.ledger.covering(ip, now)
         if cover is not None:
             src.banned, src.cover = True, cover
@@ -163,7 +169,7 @@ class Engine:
         ip = event.ip
         if ip is None:
             return []
-        if ip in self.exempt:
+        if self.exempt.networks and ip in self.exempt:
             self.counts["exempt"] += 1
             return []
         src = self._source(ip, now)
@@ -182,9 +188,11 @@ class Engine:
             # Banned for longer than any failure window (a bot's first-failure ban): counting
             # what slips through while the firewall catches up would only cost memory.
             findings = []
-        findings += self.georule.on_failure(src)
+        if self.georule.active:
+            findings += self.georule.on_failure(src)
         findings += self.distributed.on_failure(self.state, src, user, now, owner=owner)
-        findings += self.distributed.on_asn_failure(self.state, src, now)
+        if src.asn is not None:
+            findings += self.distributed.on_asn_failure(self.state, src, now)
         if unknown:
             findings += self.enumeration.on_miss(self.state, src, now, "login")
         return self.decider.decide(findings, src, now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from itertools import chain
 from typing import Protocol
 
 Key = int | str
@@ -168,19 +169,27 @@ class MemoryState:
             size = 1
         elif isinstance(old, tuple):
             prev_last = float(old[-1])
-            kept: list[Key | float] = []
-            for i in range(0, len(old), 2):
-                if old[i] != member and float(old[i + 1]) > horizon:
-                    kept += (old[i], old[i + 1])
-            kept += (member, now)
-            size = len(kept) // 2
-            if size > cap:
-                kept = kept[2 * (size - cap) :]
-                size = cap
-            if size <= _SMALL:
-                table[key] = tuple(kept)
+            members_: tuple[Key, ...] = old[0::2]  # type: ignore[assignment]
+            times_: tuple[float, ...] = old[1::2]  # type: ignore[assignment]
+            size = len(members_)
+            if size < cap and size < _SMALL and member not in members_ and min(times_) > horizon:
+                # the common case: a new member, nothing to drop
+                table[key] = (*old, member, now)
+                size += 1
             else:
-                table[key] = {kept[i]: float(kept[i + 1]) for i in range(0, len(kept), 2)}  # type: ignore[misc]
+                kept: list[tuple[Key, float]] = [
+                    (m, t)
+                    for m, t in zip(members_, times_, strict=True)
+                    if m != member and t > horizon
+                ]
+                kept.append((member, now))
+                if len(kept) > cap:
+                    kept = kept[len(kept) - cap :]
+                size = len(kept)
+                if size <= _SMALL:
+                    table[key] = tuple(chain.from_iterable(kept))
+                else:
+                    table[key] = dict(kept)
         else:
             members = old
             prev_last = next(reversed(members.values()), None)

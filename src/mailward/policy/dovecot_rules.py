@@ -59,7 +59,7 @@ def _text(body: dict[str, Any], key: str) -> str:
     return str(value)
 
 
-@dataclass
+@dataclass(slots=True)
 class AuthRequest:
     """The fields mailward reads from a Dovecot policy body (the rest is ignored)."""
 
@@ -77,13 +77,25 @@ class AuthRequest:
         """Validate a decoded body; ``ProtocolError`` names what is wrong."""
         if not isinstance(body, dict):
             raise ProtocolError("body is not a JSON object")
-        remote = _text(body, "remote")
-        login = _text(body, "login")
-        protocol = _text(body, "protocol")
-        pwhash = _text(body, "pwhash")
-        session = _text(body, "session_id")
-        fail_type = _text(body, "fail_type")
-        success, policy_reject = body.get("success", False), body.get("policy_reject", False)
+        get = body.get
+        remote, login, protocol = get("remote", ""), get("login", ""), get("protocol", "")
+        pwhash, session, fail_type = get("pwhash", ""), get("session_id", ""), get("fail_type", "")
+        if not (
+            remote.__class__ is str
+            and login.__class__ is str
+            and protocol.__class__ is str
+            and pwhash.__class__ is str
+            and session.__class__ is str
+            and fail_type.__class__ is str
+        ):
+            # the slow path: an explicit null counts as absent, anything else not a string fails
+            remote = _text(body, "remote")
+            login = _text(body, "login")
+            protocol = _text(body, "protocol")
+            pwhash = _text(body, "pwhash")
+            session = _text(body, "session_id")
+            fail_type = _text(body, "fail_type")
+        success, policy_reject = get("success", False), get("policy_reject", False)
         if success.__class__ is not bool or policy_reject.__class__ is not bool:
             raise ProtocolError("fields 'success' and 'policy_reject' must be booleans")
         ip: IPAddress | None = None
