@@ -90,3 +90,20 @@ def test_through_the_running_daemon(tmp_path: Path) -> None:
         assert daemon_proc.stop(proc) == 0
     # after the daemon stopped, the ledger it wrote is what direct mode reads
     assert run(cfg, "bans") == (0, "no active bans\n")
+
+
+def test_nft_show_names_a_missing_table(tmp_path: Path) -> None:
+    # An nft stand-in that answers like the real one when the table was never created.
+    fake = tmp_path / "nft"
+    fake.write_text(
+        "#!/bin/sh\necho 'Error: No such file or directory' >&2\n"
+        "echo 'list set inet mailward addr4' >&2\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    cfg = daemon_proc.write_config(tmp_path, backend="nftables")
+    cfg.write_text(
+        cfg.read_text().replace('backend = "nftables"', f'backend = "nftables"\nnft = "{fake}"')
+    )
+    code, out = run(cfg, "nft", "show", "--json")
+    assert code == 1
+    assert "table inet mailward does not exist (mailward run creates it at start)" in out

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tests.conftest import shared_file
 from tests.notify.sinks import read_outbox, sendmail_stub
 
 from mailward.cli.main import cli
+from mailward.enrich.geoip import mmdb_info
 
 
 def healthy_config(root: Path, *, log: Path, sendmail: Path, extra: str = "") -> Path:
@@ -91,19 +94,49 @@ def test_nft_missing_from_path(world: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "FAIL  nftables: nft not found on PATH -> install nftables" in out
 
 
-def test_broken_sendmail_and_stale_geoip(world: Path) -> None:
+def test_broken_sendmail_and_unreadable_geoip(world: Path) -> None:
     log = world / "mail.log"
     log.write_text("x\n")
     db = world / "GeoLite2-Country.mmdb"
     db.write_bytes(b"")
-    os.utime(db, (0, 0))
     config = healthy_config(
         world, log=log, sendmail=world / "no-sendmail", extra=f'[geoip]\ncountry_db = "{db}"\n'
     )
     code, out = doctor(config)
     assert code == 1
     assert f"FAIL  notify sendmail: {world / 'no-sendmail'} is missing or not executable" in out
-    assert "FAIL  geoip.country_db:" in out and "days old -> update it (geoipupdate" in out
+    assert f"FAIL  geoip.country_db: {db}: not a readable MaxMind DB file" in out
+
+
+@pytest.mark.shared
+def test_geoip_age_is_the_build_date_and_the_type_must_fit(world: Path) -> None:
+    """MaxMind's test databases were built years ago: stale by their metadata, however fresh
+    the file's mtime; an ASN database given as the country database is the wrong type."""
+    country = shared_file("maxmind-db/test-data/GeoIP2-Country-Test.mmdb")
+    asn = shared_file("maxmind-db/test-data/GeoLite2-ASN-Test.mmdb")
+    fresh = world / "Country.mmdb"
+    fresh.write_bytes(country.read_bytes())  # mtime: now
+    log = world / "mail.log"
+    log.write_text("x\n")
+    sendmail, _ = sendmail_stub(world)
+    geo = f'[geoip]\ncountry_db = "{fresh}"\nasn_db = "{asn}"\nmax_age_days = 30\n'
+    code, out = doctor(healthy_config(world, log=log, sendmail=sendmail, extra=geo))
+    assert code == 1
+    built = mmdb_info(country).build_epoch
+    day = time.strftime("%Y-%m-%d", time.gmtime(built))
+    assert f"FAIL  geoip.country_db: {fresh} (GeoIP2-Country) was built {day}" in out
+    assert "(geoip.max_age_days = 30) -> update it (geoipupdate" in out
+    assert "geoip.asn_db" in out and "GeoLite2-ASN" in out
+    wrong = f'[geoip]\ncountry_db = "{asn}"\nmax_age_days = 100000\n'
+    code, out = doctor(healthy_config(world, log=log, sendmail=sendmail, extra=wrong))
+    assert code == 1
+    assert (
+        f"FAIL  geoip.country_db: {asn} is a 'GeoLite2-ASN' database, not Country or City data"
+        in out
+    )
+    ok = f'[geoip]\ncountry_db = "{fresh}"\nmax_age_days = 100000\n'
+    code, out = doctor(healthy_config(world, log=log, sendmail=sendmail, extra=ok))
+    assert f"ok    geoip.country_db: {fresh} (GeoIP2-Country), built {day}" in out
 
 
 @contextmanager

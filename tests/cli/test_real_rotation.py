@@ -1,12 +1,11 @@
 """Rotation and restart, proven with counts: a writer appends numbered lines fast, rotating
 the log both ways (rename-and-create and copytruncate), while the real ``mailward run`` process
 is killed with SIGKILL twice (once across each rotation style) and restarted. Every sequence
-number must be in the daemon's ledger exactly once. The twin detectors are used on purpose: this
+number must be in the daemon's ledger (the shared ``mailward.db``) exactly once. The twin detectors are used on purpose: this
 proves the sources and the ledger, at a rate the real detectors are not built to sustain."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -18,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from mailward.storage.reader import SqliteReader
 
 from . import daemon_proc  # type: ignore[attr-defined]
 
@@ -85,12 +86,11 @@ class Writer(threading.Thread):
 
 
 def ledger_seqs(db: Path) -> list[int]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    reader = SqliteReader(db)
     try:
-        rows = con.execute("SELECT body FROM events").fetchall()
+        return [int(getattr(e, "username", "")[3:]) for e in reader.events()]
     finally:
-        con.close()
-    return [int(json.loads(b)["username"][3:]) for (b,) in rows]
+        reader.close()
 
 
 def ledger_count(db: Path) -> int:
@@ -107,7 +107,7 @@ def ledger_count(db: Path) -> int:
 
 def test_no_line_lost_or_repeated_across_rotation_and_kill_9(tmp_path: Path) -> None:
     cfg = daemon_proc.write_config(tmp_path, backend="none")
-    db = tmp_path / "ledger.db"
+    db = tmp_path / "mailward.db"
     proc = daemon_proc.start(cfg, mode="twin")
     writer = Writer(tmp_path / "mail.log")
     writer.start()

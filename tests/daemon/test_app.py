@@ -15,7 +15,7 @@ from mailward.daemon.twins import ThresholdEngine, TwinParser
 from mailward.decisions.model import Action, Decision
 from mailward.enforcers.base import MemoryEnforcer
 from mailward.errors import BackendUnavailable, InputError
-from mailward.events import Event
+from mailward.events import AuthFailure, Event, Service, normalise_ip
 from mailward.sources.follow import FileFollower
 from mailward.sources.live import Batch
 
@@ -361,4 +361,135 @@ async def test_backlog_does_not_starve_the_event_loop(tmp_path: Path) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await daemon.shutdown()
+
+
+async def test_retention_is_applied_at_start_and_then_periodically(tmp_path: Path) -> None:
+    old = time.time() - 3 * 86400
+
+    def stale(n: int) -> AuthFailure:
+        return AuthFailure(
+            ts=old + n, service=Service.SUBMISSION, ip=normalise_ip("192.0.2.1"), username="u"
+        )
+
+    ledger = MemoryLedger(retention_days=1)
+    ledger.commit([stale(1), stale(2)], [], {})
+    clock = SystemClock()
+    settings = Settings.model_validate(
+        {"general": {"state_dir": str(tmp_path)}, "daemon": {"prune_interval": 0.05}}
+    )
+    daemon = Daemon(
+        settings,
+        clock=clock,
+        enforcer=MemoryEnforcer(clock.now),
+        store=ledger,
+        engine=ThresholdEngine(),
+    )
+    await daemon.start()
+    try:
+        await until(lambda: ledger.event_count() == 0)  # at start
+        ledger.commit([stale(3)], [], {})
+        await until(lambda: ledger.event_count() == 0)  # and again one interval later
+        assert daemon.counters.prunes >= 2
+        assert any(t["name"] == "prune" for t in daemon.health()["tasks"])
+    finally:
+        await daemon.shutdown()
+
+
+async def test_heap_is_frozen_after_state_is_restored(tmp_path: Path) -> None:
+    import gc
+
+    gc.unfreeze()
+    daemon, _, _ = make(tmp_path)
+    await daemon.start()
+    try:
+        assert daemon.heap.freezes == 1 and gc.get_freeze_count() > 0
+        assert daemon.health()["heap"]["frozen_objects"] == gc.get_freeze_count()
+        assert any(t["name"] == "heap" for t in daemon.health()["tasks"])
+    finally:
+        await daemon.shutdown()
+        gc.unfreeze()
+
+
+def passdb_line(ip: str, user: str = "bob") -> str:
+    """A session-less Dovecot passdb failure: the correlator holds it for its Postfix partner."""
+    stamp = datetime.now(UTC).isoformat()
+    return f"{stamp} mx1 dovecot: auth: passwd-file({user},{ip}): Password mismatch\n"
+
+
+async def test_held_passdb_failure_is_released_on_a_quiet_log(tmp_path: Path) -> None:
+    from mailward.config.model import ParsingSettings
+    from mailward.parsers import Correlator, LineParser
+
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    daemon, _, ledger = make(
+        tmp_path,
+        parser=LineParser(ParsingSettings(timezone="UTC")),
+        correlator=Correlator(hold=0.2),
+    )
+    await daemon.start()
+    try:
+        with log.open("a") as fh:
+            fh.write(passdb_line("192.0.2.21"))
+        # no further line arrives: the daemon's tick releases it after the hold
+        await until(lambda: ledger.event_count() == 1, timeout=5)
+        [event] = ledger.events
+        assert isinstance(event, AuthFailure) and event.username == "bob"
+    finally:
+        await daemon.shutdown()
+    assert ledger.event_count() == 1  # released once, not again by the shutdown flush
+
+
+async def test_clean_stop_flushes_what_the_correlator_holds(tmp_path: Path) -> None:
+    from mailward.config.model import ParsingSettings
+    from mailward.parsers import Correlator, LineParser
+
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    daemon, _, ledger = make(
+        tmp_path,
+        parser=LineParser(ParsingSettings(timezone="UTC")),
+        correlator=Correlator(hold=3600),
+    )
+    await daemon.start()
+    with log.open("a") as fh:
+        fh.write(passdb_line("192.0.2.22"))
+    await until(lambda: daemon.counters.lines == 1)
+    assert ledger.event_count() == 0  # held
+    await daemon.shutdown()
+    assert [e.kind for e in ledger.events] == ["auth_failure"]
+
+
+async def test_report_and_its_log_line_are_counted_once(tmp_path: Path) -> None:
+    from mailward.daemon.dedupe import ReportDedupe
+    from mailward.events import Origin
+
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    daemon, enforcer, ledger = make(tmp_path, dedupe=ReportDedupe())
+    await daemon.start()
+    try:
+        for user in ("bob", "carol"):
+            daemon.submit_event(  # what the Dovecot auth-policy server feeds on a failed report
+                AuthFailure(
+                    ts=time.time(),
+                    service=Service.SUBMISSION,
+                    ip=normalise_ip("203.0.113.8"),
+                    origin=Origin("dovecot-policy"),
+                    username=user,
+                )
+            )
+        await until(lambda: ledger.event_count() == 2)
+        with log.open("a") as fh:  # the same two attempts, logged by Postfix, plus a third
+            fh.write(line("203.0.113.8", user="bob"))
+            fh.write(line("203.0.113.8", user="carol"))
+            fh.write(line("203.0.113.8", user="dave"))
+        await until(lambda: daemon.counters.lines == 3)
+        await until(lambda: ledger.event_count() == 3)
+        await asyncio.sleep(0.1)
+        assert ledger.event_count() == 3  # 3 attempts, not 5
+        assert enforcer.banned("203.0.113.8")  # threshold 3 reached with 3 real attempts
+        assert daemon.health()["dedupe"]["dropped"] == 2
+    finally:
         await daemon.shutdown()

@@ -2,9 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from mailward.daemon.ledger import MemoryLedger, SqliteLedger, active_from
+from mailward.daemon.ledger import DAY, Ledger, MemoryLedger, active_from
 from mailward.decisions.model import Action, Decision
 from mailward.events import AuthFailure, Origin, Service, normalise_ip
+from mailward.storage.ledger import StoreLedger
 
 
 def d(
@@ -38,9 +39,15 @@ def test_active_from_folds_bans_unbans_and_expiry() -> None:
     assert [(a.target, a.until) for a in active] == [("203.0.113.1", 2000.0)]
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def open_ledger(kind: str, tmp_path: Path, retention_days: int = 400) -> Ledger:
+    if kind == "memory":
+        return MemoryLedger(retention_days=retention_days)
+    return StoreLedger(tmp_path / "mailward.db", retention_days=retention_days)
+
+
+@pytest.mark.parametrize("kind", ["memory", "store"])
 def test_commit_and_read_back(kind: str, tmp_path: Path) -> None:
-    ledger = MemoryLedger() if kind == "memory" else SqliteLedger(tmp_path / "l.db")
+    ledger = open_ledger(kind, tmp_path)
     ledger.commit([ev(1), ev(2)], [d(1, "203.0.113.1")], {"file:a": "[1]"})
     ledger.commit([], [d(2, "203.0.113.1", action=Action.UNBAN, until=None)], {"file:a": "[2]"})
     assert ledger.load_positions() == {"file:a": "[2]"}
@@ -52,16 +59,28 @@ def test_commit_and_read_back(kind: str, tmp_path: Path) -> None:
     ledger.close()
 
 
-def test_sqlite_persists_and_rolls_back(tmp_path: Path) -> None:
-    path = tmp_path / "l.db"
-    ledger = SqliteLedger(path)
-    ledger.commit([ev(1)], [d(1, "203.0.113.9")], {"s": "p1"})
-    with pytest.raises(AttributeError):
-        ledger.commit([ev(2), "not an event"], [], {"s": "p2"})  # type: ignore[list-item]
+@pytest.mark.parametrize("kind", ["memory", "store"])
+def test_prune_keeps_what_is_young_permanent_or_in_force(kind: str, tmp_path: Path) -> None:
+    """The twin forgets exactly what the shared store's retention forgets."""
+    ledger = open_ledger(kind, tmp_path, retention_days=1)
+    now = 10 * DAY
+    old = now - 2 * DAY
+    ledger.commit(
+        [ev(int(old)), ev(int(now - 3600))],
+        [
+            d(old, "203.0.113.1", until=old + 60),  # old and over: pruned
+            d(old, "203.0.113.2", until=None),  # permanent: kept
+            d(old, "203.0.113.3", until=now + 60),  # still in force: kept
+            d(old, "203.0.113.4", action=Action.UNBAN, until=None),  # old unban: pruned
+            d(now - 60, "203.0.113.5", until=now - 1),  # young: kept
+        ],
+        {},
+    )
+    ledger.prune(now)
+    assert ledger.event_count() == 1
+    assert sorted(x.target for x in ledger.recent_decisions()) == [
+        "203.0.113.2",
+        "203.0.113.3",
+        "203.0.113.5",
+    ]
     ledger.close()
-    again = SqliteLedger(path)
-    assert again.load_positions() == {"s": "p1"}  # the failed commit left nothing behind
-    assert again.event_count() == 1
-    assert [x.target for x in again.active_decisions(5.0)] == ["203.0.113.9"]
-    assert again.events_json()[0]["kind"] == "auth_failure"
-    again.close()

@@ -34,6 +34,10 @@ def test_notify_watchdog_and_restart() -> None:
     assert s["ExecStart"] == ["/usr/bin/mailward run"]
 
 
+def test_doctor_runs_before_start() -> None:
+    assert settings()["ExecStartPre"] == ["/usr/bin/mailward doctor --startup"]
+
+
 def test_hardening() -> None:
     s = settings()
     assert s["CapabilityBoundingSet"] == ["CAP_NET_ADMIN"]
@@ -48,13 +52,11 @@ def test_hardening() -> None:
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
-    # Point ExecStart at a binary that exists here; everything else is verified as shipped.
+    # Point ExecStartPre/ExecStart at a binary that exists here; the rest is verified as shipped.
     unit = tmp_path / "mailward.service"
-    unit.write_text(
-        UNIT.read_text().replace(
-            "/usr/bin/mailward run", f"{sys.executable} -m mailward.cli.main run"
-        )
-    )
+    text = UNIT.read_text()
+    assert text.count("=/usr/bin/mailward ") == 2
+    unit.write_text(text.replace("=/usr/bin/mailward ", f"={sys.executable} -m mailward.cli.main "))
     failure = tmp_path / "mailward-failure@.service"
     failure.write_text("[Service]\nType=oneshot\nExecStart=/bin/true %i\n")
     result = subprocess.run(

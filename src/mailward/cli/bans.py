@@ -12,12 +12,11 @@ from typing import Any
 import click
 
 from mailward.cli.common import AppContext, emit_json, fail, json_option, pass_app
-from mailward.cli.run import ledger_path, make_enforcer
+from mailward.cli.run import make_enforcer, open_ledger
 from mailward.config.model import Settings
 from mailward.daemon import control
 from mailward.daemon.app import overlapping
 from mailward.daemon.durations import format_duration, parse_duration
-from mailward.daemon.ledger import SqliteLedger
 from mailward.decisions.model import Action, Decision
 from mailward.enforcers.bantable import as_network
 from mailward.enforcers.nftables import NftablesEnforcer
@@ -44,7 +43,7 @@ def _normalise(target: str) -> str:
 
 def _direct(settings: Settings, decisions: list[Decision]) -> None:
     """No daemon: record, then make the firewall match the ledger in one batch."""
-    ledger = SqliteLedger(ledger_path(settings))
+    ledger = open_ledger(settings)
     try:
         ledger.commit([], decisions, {})
         active = ledger.active_decisions(time.time())
@@ -73,7 +72,7 @@ def bans(app: AppContext, as_json: bool) -> None:
     """List the active bans."""
     result = _daemon(app.settings, "bans")
     if result is None:
-        ledger = SqliteLedger(ledger_path(app.settings))
+        ledger = open_ledger(app.settings)
         try:
             result = [d.to_json() for d in ledger.active_decisions(time.time())]
         finally:
@@ -144,7 +143,7 @@ def unban(app: AppContext, target: str | None, everything: bool, as_json: bool) 
     args: dict[str, Any] = {"all": True} if everything else {"target": target}
     result = _daemon(app.settings, "unban", by="cli", **args)
     if result is None:
-        ledger = SqliteLedger(ledger_path(app.settings))
+        ledger = open_ledger(app.settings)
         try:
             current = {d.target for d in ledger.active_decisions(time.time())}
         finally:
@@ -186,6 +185,12 @@ def nft_show(app: AppContext, as_json: bool) -> None:
     try:
         counts = asyncio.run(enforcer.kernel_elements())
     except BackendUnavailable as exc:
+        if "No such file or directory" in str(exc):
+            fail(
+                f"nftables table inet {app.settings.enforce.table} does not exist "
+                "(mailward run creates it at start)",
+                code=1,
+            )
         fail(str(exc), code=1)
     if as_json:
         emit_json({"table": f"inet {app.settings.enforce.table}", "elements": counts})

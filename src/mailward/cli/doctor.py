@@ -25,7 +25,6 @@ from mailward.cli.common import AppContext, emit_json, json_option
 from mailward.config import Settings, load
 from mailward.errors import MailwardError
 
-GEOIP_MAX_AGE_DAYS = 45
 # Distributions whose import failing leaves mailward (or one of its stages) dead.
 LIBRARIES = {
     "click": "click",
@@ -247,34 +246,62 @@ def check_nft(settings: Settings) -> Check | None:
 
 
 def check_geoip(settings: Settings, now: float) -> list[Check]:
+    """Each configured .mmdb: readable, the right kind of data for its setting, and not older
+    than ``geoip.max_age_days`` by its build date (the metadata, not the file time: a copy or
+    a package install resets the mtime of an old database)."""
     out = []
-    dbs = [("geoip.country_db", settings.geoip.country_db), ("geoip.asn_db", settings.geoip.asn_db)]
-    for key, path in dbs:
+    try:
+        from mailward.enrich.geoip import ASN_KINDS, COUNTRY_KINDS, mmdb_info
+    except ImportError as exc:  # reported by the import checks too; never a traceback here
+        return [Check("geoip", False, f"cannot load the GeoIP module: {exc}", "reinstall mailward")]
+    limit = settings.geoip.max_age_days
+    dbs = [
+        ("geoip.country_db", settings.geoip.country_db, COUNTRY_KINDS),
+        ("geoip.asn_db", settings.geoip.asn_db, ASN_KINDS),
+    ]
+    for key, path, kinds in dbs:
         if path is None:
             continue
         try:
-            age = (now - path.stat().st_mtime) / 86400
-        except OSError as exc:
+            info = mmdb_info(path, key)
+        except MailwardError as exc:
             out.append(
                 Check(
                     key,
                     False,
-                    f"{path}: {exc.strerror}",
+                    str(exc).removeprefix(f"{key}: "),
                     f"install the database (geoipupdate) or unset {key}",
                 )
             )
             continue
-        if age > GEOIP_MAX_AGE_DAYS:
+        if not any(k in info.database_type for k in kinds):
             out.append(
                 Check(
                     key,
                     False,
-                    f"{path} is {age:.0f} days old",
+                    f"{path} is a {info.database_type!r} database, not {' or '.join(kinds)} data",
+                    f"point {key} at a {' or '.join(kinds)} .mmdb",
+                )
+            )
+            continue
+        age = info.age_days(now)
+        built = time.strftime("%Y-%m-%d", time.gmtime(info.build_epoch))
+        if age > limit:
+            out.append(
+                Check(
+                    key,
+                    False,
+                    f"{path} ({info.database_type}) was built {built}, {age:.0f} days old "
+                    f"(geoip.max_age_days = {limit})",
                     "update it (geoipupdate, weekly cron): stale data misplaces addresses",
                 )
             )
         else:
-            out.append(Check(key, True, f"{path}, {age:.0f} days old"))
+            out.append(
+                Check(
+                    key, True, f"{path} ({info.database_type}), built {built}, {age:.0f} days old"
+                )
+            )
     if settings.geoip.country_db is None:
         try:
             importlib.import_module("iptocc")

@@ -9,7 +9,7 @@ import logging
 import re
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,8 +18,10 @@ from mailward.clock import SystemClock
 from mailward.config.model import Settings
 from mailward.daemon.app import Correlator, Daemon, Detector, Parser
 from mailward.daemon.control import ControlServer
-from mailward.daemon.ledger import Ledger, MemoryLedger, SqliteLedger
+from mailward.daemon.dedupe import ReportDedupe
+from mailward.daemon.ledger import Ledger, MemoryLedger
 from mailward.daemon.systemd import SystemdNotifier
+from mailward.daemon.tasks import spawn
 from mailward.daemon.twins import ThresholdEngine, TwinParser
 from mailward.enforcers.base import DryRunEnforcer, Enforcer, NullEnforcer
 from mailward.enforcers.nftables import NftablesEnforcer
@@ -27,14 +29,21 @@ from mailward.errors import MailwardError
 from mailward.sources.follow import COMPRESSED, FileFollower
 from mailward.sources.journald import JournaldFollower
 from mailward.sources.live import LiveSource
+from mailward.storage.ledger import StoreLedger
+from mailward.storage.reader import Alert as StoredAlert
+
+if TYPE_CHECKING:
+    from mailward.notify.model import Alert
 
 log = logging.getLogger(__name__)
 
 _ROTATED = re.compile(r"(\.\d+|-\d{8,10})$")
 
 
-def ledger_path(settings: Settings) -> Path:
-    return settings.general.state_dir / "ledger.db"
+def open_ledger(settings: Settings) -> StoreLedger:
+    """THE ledger: the shared history database (``settings.db_path``) that ``analyze``, the
+    digest, reports and escalation read; events, decisions and positions commit together."""
+    return StoreLedger(settings.db_path, retention_days=settings.storage.retention_days)
 
 
 def make_enforcer(settings: Settings, *, dry_run: bool = False) -> Enforcer:
@@ -109,7 +118,11 @@ def build_daemon(
     ledger: Ledger | None = None,
 ) -> Daemon:
     if ledger is None:
-        ledger = MemoryLedger() if dry_run else SqliteLedger(ledger_path(settings))
+        ledger = (
+            MemoryLedger(retention_days=settings.storage.retention_days)
+            if dry_run
+            else open_ledger(settings)
+        )
     if pipeline == "twin":
         parser: Parser = TwinParser()
         correlator: Correlator | None = None
@@ -126,40 +139,94 @@ def build_daemon(
         correlator=correlator,
         sources=file_sources(settings),
         notifier=SystemdNotifier(),
+        dedupe=ReportDedupe() if settings.policy.dovecot.enabled else None,
     )
     add_components(daemon, settings, dry_run=dry_run)
     return daemon
 
 
+class AlertRecorder:
+    """``record=`` for the AlertManager: each raised alert goes into the store's alerts table
+    (the digest lists them) through the ledger's writer connection, off the event loop. Also a
+    component, added before the manager so it stops after it: ``stop()`` waits for the writes
+    still running, so an alert raised during shutdown is kept before the ledger closes."""
+
+    name = "alert-record"
+
+    def __init__(self, ledger: StoreLedger) -> None:
+        self.ledger = ledger
+        self._pending: set[asyncio.Task[None]] = set()
+        self.recorded = 0
+        self.failures = 0
+
+    def __call__(self, alert: Alert) -> None:
+        row = StoredAlert(
+            ts=alert.ts,
+            kind=alert.kind,
+            severity=alert.severity.label,
+            message=alert.title,
+            key=alert.key,
+            data={"details": list(alert.details), "facts": dict(alert.facts)},
+        )
+        task = spawn(self._write(row), name="record:alert")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _write(self, row: StoredAlert) -> None:
+        try:
+            await asyncio.to_thread(self.ledger.add_alert, row)
+            self.recorded += 1
+        except Exception:
+            self.failures += 1
+            log.exception("cannot record alert %s", row.key)
+
+    async def start(self, daemon: Daemon) -> None:
+        return None
+
+    async def stop(self) -> None:
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def status(self) -> dict[str, int]:
+        return {"recorded": self.recorded, "failures": self.failures, "pending": len(self._pending)}
+
+
 def add_components(daemon: Daemon, settings: Settings, *, dry_run: bool = False) -> None:
     """What the configuration asks the daemon to run beside its pipeline: the control socket,
-    the copy into the shared store, the policy servers, alerting, metrics and the digest. A
-    dry run keeps no state and sends no alerts: it gets the control socket and the policy
-    servers only."""
+    the policy servers, alerting (alerts recorded in the store), metrics and the digest. A dry
+    run keeps no state and sends no alerts: it gets the control socket and the policy servers
+    only."""
     from mailward.policy import policy_components
 
     daemon.add_component(ControlServer(settings.control_socket))
+    metrics = None
     if not dry_run:
-        from mailward.daemon.history import StoreWriter
         from mailward.notify.manager import components as alerting
-        from mailward.storage.aio import AsyncStore
+        from mailward.notify.metrics import Metrics
         from mailward.storage.reader import SqliteReader
 
-        async def open_store() -> AsyncStore:
-            return await AsyncStore.from_settings(settings)
-
-        daemon.add_component(StoreWriter(open_store))
+        ledger = daemon.store
+        recorder = AlertRecorder(ledger) if isinstance(ledger, StoreLedger) else None
+        if recorder is not None:
+            daemon.add_component(recorder)
+        metrics = Metrics()  # one registry: alerting, the /metrics endpoint, policy latency
         manager, extra = alerting(
             settings,
             clock=daemon.clock,
             geo=getattr(daemon.engine, "geo", None),
+            metrics=metrics,
             open_store=lambda: SqliteReader(settings.db_path),
+            record=recorder,
         )
         daemon.on_task_crash(manager.task_crashed)
         for component in extra:
             daemon.add_component(component)
+        from mailward.policy.outage import OutageWatch
+
+        daemon.add_component(OutageWatch(manager.raise_alert, clock=daemon.clock))
     geo = getattr(daemon.engine, "geo", None)
-    for server in policy_components(settings, country=geo.country if geo is not None else None):
+    country = geo.country if geo is not None else None
+    for server in policy_components(settings, country=country, metrics=metrics):
         daemon.add_component(server)
 
 

@@ -199,6 +199,12 @@ class DaemonSettings(Section):
     expire_interval: float = Field(
         5.0, gt=0, le=3600, description="Seconds between sweeps that expire ended bans."
     )
+    prune_interval: float = Field(
+        86400.0,
+        gt=0,
+        description="Seconds between applications of storage.retention_days to the database "
+        "(the first runs at start).",
+    )
     start_at_end: bool = Field(
         False,
         description="A file seen for the first time is read from its end rather than from "

@@ -17,7 +17,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from mailward.clock import Clock
 from mailward.config.model import Settings
+from mailward.daemon.dedupe import ReportDedupe
 from mailward.daemon.fanout import Fanout
+from mailward.daemon.heap import CHECK_INTERVAL, HeapFreezer
 from mailward.daemon.ledger import Ledger
 from mailward.daemon.systemd import SystemdNotifier
 from mailward.daemon.tasks import Supervisor, spawn
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 LIVE_WINDOW = 300.0  # events older than this are a backlog: detectors see them at their own time
 COMMIT_LINES = 5000  # at most this many lines between two ledger commits
 SLICE = 0.02  # seconds of detector work before the pipeline yields to the event loop
+RELEASE_INTERVAL = 1.0  # seconds between correlator ticks (held events released on a quiet log)
 
 
 def overlapping(target: str, bans: set[str] | list[str]) -> list[str]:
@@ -58,6 +61,10 @@ class Parser(Protocol):
 
 class Correlator(Protocol):
     def push(self, event: Event) -> list[Event]: ...
+
+    def tick(self, now: float) -> list[Event]:
+        """Release what was held longer than its window at log time ``now`` (a quiet log)."""
+        ...
 
     def flush(self) -> list[Event]: ...
 
@@ -91,6 +98,9 @@ class PassThrough:
 
     def push(self, event: Event) -> list[Event]:
         return [event]
+
+    def tick(self, now: float) -> list[Event]:
+        return []
 
     def flush(self) -> list[Event]:
         return []
@@ -140,6 +150,8 @@ class _Counters:
     commit_errors: int = 0
     enforce_errors: int = 0
     expired: int = 0
+    prunes: int = 0
+    watcher_errors: int = 0
 
 
 class Daemon:
@@ -155,8 +167,12 @@ class Daemon:
         correlator: Correlator | None = None,
         sources: Sequence[LiveSource] = (),
         notifier: SystemdNotifier | None = None,
+        dedupe: ReportDedupe | None = None,
     ) -> None:
         self.settings = settings
+        # With the Dovecot auth-policy server on, an attempt arrives as a report and again
+        # from the logs: counted once.
+        self.dedupe = dedupe
         self.clock = clock
         self.enforcer = enforcer
         self.store = store
@@ -187,6 +203,9 @@ class Daemon:
         self._stop = asyncio.Event()
         self._last_obs = 0.0
         self._commit_lock = asyncio.Lock()
+        self.heap = HeapFreezer()
+        self._line_watchers: list[Callable[[list[str]], None]] = []
+        self._log_anchor: tuple[float, float] | None = None  # (newest log ts, wall time seen)
 
     # -- wiring ------------------------------------------------------------------------------
     def add_component(self, component: Component) -> None:
@@ -202,6 +221,12 @@ class Daemon:
         """Call ``callback`` for every decision: detector, operator and expiry alike."""
         self.decisions.subscribe(callback, name or None)
 
+    def watch_lines(self, callback: Callable[[list[str]], None]) -> None:
+        """Call ``callback(texts)`` with every batch of followed log lines, in the pipeline,
+        before parsing (e.g. policy-outage lines). It must be cheap (a batch is up to thousands
+        of lines: scan it whole first); its failures are counted and logged."""
+        self._line_watchers.append(callback)
+
     def on_task_crash(self, hook: Callable[[str, BaseException], Any]) -> None:
         """``hook(task_name, exception)`` after a supervised task crashed (it is restarted)."""
         self.supervisor.add_crash_hook(hook)
@@ -213,12 +238,17 @@ class Daemon:
         for source in self.sources:
             source.resume(positions.get(source.name))
         await self._restore()
+        # The restored state is long-lived: keep full GC passes off it (tail latency).
+        self.heap.freeze()
         self.events.start()
         self.decisions.start()
         self.supervisor.supervise("pipeline", self._pipeline)
         self.supervisor.supervise("feed", self._feed_loop)
         self.supervisor.supervise("enforce", self._enforce_loop)
         self.supervisor.supervise("expire", self._expire_loop)
+        self.supervisor.supervise("prune", self._prune_loop)
+        self.supervisor.supervise("heap", self._heap_loop)
+        self.supervisor.supervise("correlate", self._release_loop)
         if self.notifier.watchdog_interval:
             self.supervisor.supervise("watchdog", self._watchdog_loop)
         # Components (policy servers answer in-line) start before the sources, so a log backlog
@@ -266,7 +296,7 @@ class Daemon:
             and time.monotonic() < deadline
         ):
             await asyncio.sleep(0.02)
-        await self.supervisor.stop(names=["pipeline", "feed"])
+        await self.supervisor.stop(names=["pipeline", "feed", "correlate"])
         while not self._feed.empty():
             await self._handle([self._feed.get_nowait() for _ in range(self._feed.qsize())], {}, {})
         tail = self.correlator.flush()
@@ -332,6 +362,8 @@ class Daemon:
         for batch in batches:
             await asyncio.sleep(0)  # parsing a batch is CPU work: let others in between
             status = self._status[batch.source]
+            if self._line_watchers:
+                self._watch(batch)
             for event in self._parse(batch):
                 status.events += 1
                 newest[batch.source] = max(newest.get(batch.source, event.ts), event.ts)
@@ -350,6 +382,10 @@ class Daemon:
             st = self._status[name]
             st.newest_line_ts = ts
             st.delay_seconds = max(0.0, wall - ts)
+        if newest:
+            top = max(newest.values())
+            if self._log_anchor is None or top >= self._log_anchor[0]:
+                self._log_anchor = (top, wall)
         await self._handle(correlated, positions, {})
 
     def _parse(self, batch: Batch) -> list[Event]:
@@ -373,6 +409,19 @@ class Daemon:
             if event is not None:
                 events.append(event)
         return events
+
+    def _watch(self, batch: Batch) -> None:
+        texts = [text for text, _ in batch.lines]
+        for watcher in self._line_watchers:
+            try:
+                watcher(texts)
+            except Exception:
+                self.counters.watcher_errors += 1
+                if (
+                    self.counters.watcher_errors in (1, 100)
+                    or not self.counters.watcher_errors % 10000
+                ):
+                    log.exception("line watcher failed on a line from %s", batch.source)
 
     def _parse_failed(self, source: str) -> None:
         self.counters.parse_errors += 1
@@ -413,6 +462,8 @@ class Daemon:
         self, events: list[Event], positions: dict[str, str], _: dict[str, Any]
     ) -> list[Decision]:
         wall = self.clock.now()
+        if self.dedupe is not None:
+            events = self.dedupe.admit(events, wall)
         decisions: list[Decision] = []
         slice_start = time.monotonic()
         for event in events:
@@ -503,6 +554,37 @@ class Daemon:
             await asyncio.sleep(self.settings.daemon.expire_interval)
             ended = self.engine.expire(self.clock.now())
             self.counters.expired += len(ended)
+
+    async def _prune_loop(self) -> None:
+        """Retention (``storage.retention_days``): once at start, then every ``prune_interval``
+        (a day), in a worker thread so the event loop never waits for the DELETEs."""
+        while True:
+            result = await asyncio.to_thread(self.store.prune, self.clock.now())
+            self.counters.prunes += 1
+            log.info("retention applied: %s", result)
+            await asyncio.sleep(self.settings.daemon.prune_interval)
+
+    def log_now(self) -> float:
+        """The log's clock: the newest log time seen, advanced by the wall time since. A log
+        with a constant offset (wrong ``parsing.timezone``) or a backlog then never makes the
+        correlator release an event before its partner line could have been read."""
+        wall = self.clock.now()
+        if self._log_anchor is None:
+            return wall
+        ts, seen = self._log_anchor
+        return ts + max(0.0, wall - seen)
+
+    async def _release_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RELEASE_INTERVAL)
+            released = self.correlator.tick(self.log_now())
+            if released:
+                await self._handle(released, {}, {})
+
+    async def _heap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL)
+            self.heap.maybe_freeze()
 
     async def _watchdog_loop(self) -> None:
         interval = self.notifier.watchdog_interval or 10.0
@@ -637,6 +719,8 @@ class Daemon:
             "active_bans": len(self.active_bans()),
             "last_decision": None if self.last_decision is None else self.last_decision.to_json(),
             "counters": vars(self.counters).copy(),
+            "heap": self.heap.status(),
+            "dedupe": None if self.dedupe is None else self.dedupe.status(),
             "components": components,
             "subscribers": self.events.status() + self.decisions.status(),
         }

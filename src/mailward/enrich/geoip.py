@@ -84,6 +84,10 @@ class MmdbInfo:
         return ((time.time() if now is None else now) - self.build_epoch) / 86400.0
 
 
+COUNTRY_KINDS = ("Country", "City")  # database_type words usable for geoip.country_db
+ASN_KINDS = ("ASN", "ISP")  # ... and for geoip.asn_db
+
+
 def _open_mmdb(path: Path, key: str, kinds: tuple[str, ...]) -> maxminddb.Reader:
     try:
         reader = maxminddb.open_database(str(path))
@@ -144,11 +148,11 @@ class MmdbGeo:
         self._country = (
             None
             if country_db is None
-            else _open_mmdb(Path(country_db), "geoip.country_db", ("Country", "City"))
+            else _open_mmdb(Path(country_db), "geoip.country_db", COUNTRY_KINDS)
         )
         try:
             self._asn = (
-                None if asn_db is None else _open_mmdb(Path(asn_db), "geoip.asn_db", ("ASN", "ISP"))
+                None if asn_db is None else _open_mmdb(Path(asn_db), "geoip.asn_db", ASN_KINDS)
             )
         except ConfigError:
             if self._country is not None:

@@ -309,7 +309,9 @@ def components(
 
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
-    manager = AlertManager(settings, clock=clock, geo=geo, metrics=metrics, history=open_store)
+    manager = AlertManager(
+        settings, clock=clock, geo=geo, metrics=metrics, history=open_store, record=record
+    )
     out: list[Any] = [manager]
     if settings.metrics.enabled:
         out.append(MetricsServer(metrics, settings.metrics.listen))

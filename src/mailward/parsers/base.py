@@ -102,6 +102,29 @@ def fast_factory(cls: type[E]) -> Callable[..., E]:
 make_origin = fast_factory(Origin)
 
 
+class _AddressTable(dict[str, "IPAddress | None"]):
+    """text -> address; a miss parses the text (``__missing__``), so a hit is one C-level
+    dict lookup with no Python frame: most lines name an address already seen."""
+
+    __slots__ = ("_trusted",)
+
+    def __init__(self, trusted: tuple[Network, ...]) -> None:
+        super().__init__()
+        self._trusted = trusted
+
+    def __missing__(self, text: str) -> IPAddress | None:
+        try:
+            addr: IPAddress | None = normalise_ip(text)
+        except ValueError:
+            addr = None
+        if addr is not None and any(addr in net for net in self._trusted):
+            addr = None
+        if len(self) >= IPCache.MAX:
+            self.clear()
+        self[text] = addr
+        return addr
+
+
 class IPCache:
     """Parse client addresses once: text -> address, or None when the text is not an address
     or is a trusted proxy (``parsing.trusted_proxies``: never attributed)."""
@@ -110,23 +133,9 @@ class IPCache:
 
     def __init__(self, trusted: Iterable[Network] = ()) -> None:
         self._trusted = tuple(trusted)
-        self._cache: dict[str, IPAddress | None] = {}
-
-    def get(self, text: str) -> IPAddress | None:
-        try:
-            return self._cache[text]
-        except KeyError:
-            pass
-        try:
-            addr: IPAddress | None = normalise_ip(text)
-        except ValueError:
-            addr = None
-        if addr is not None and any(addr in net for net in self._trusted):
-            addr = None
-        if len(self._cache) >= self.MAX:
-            self._cache.clear()
-        self._cache[text] = addr
-        return addr
+        self._cache = _AddressTable(self._trusted)
+        # ``get(text)``: the table's own ``__getitem__``, bound once (the hot path).
+        self.get: Callable[[str], IPAddress | None] = self._cache.__getitem__
 
     def is_trusted(self, text: str) -> bool:
         try:

@@ -156,7 +156,7 @@ class Correlator:
                 return
             out.append(ev)
             return
-        if is_passdb_line(ev):
+        if ev.service is Service.UNKNOWN:  # is_passdb_line(ev), inlined: summaries returned above
             if ev.session is not None:
                 entry = self._dovecot.get(ev.session)
                 if entry is None:

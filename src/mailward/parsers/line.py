@@ -48,6 +48,7 @@ class LineParser:
         self.ips = IPCache(settings.trusted_proxies)
         self.postfix = PostfixParser(self.ips, weak_signals=settings.weak_signals)
         self.dovecot = DovecotParser(self.ips, weak_signals=settings.weak_signals)
+        self._dovecot_ident: _Handler = self.dovecot.ident
         self.stats = ParseStats()
         self.last_rule: str | None = None
         self._programs: dict[str, Any] = {}
@@ -57,11 +58,6 @@ class LineParser:
         self.headers.start_input()
 
     # -- dispatch ----------------------------------------------------------------------------
-
-    def _dovecot_ident(
-        self, ts: float, host: str, program: str, pid: str, msg: str
-    ) -> _Result | None:
-        return self.dovecot.parse(ts, msg)
 
     def _handler(self, program: str) -> _Handler | None:
         if program in self._programs:

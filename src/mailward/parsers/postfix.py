@@ -176,7 +176,7 @@ class PostfixParser:
                 return None
             return R_CONNECT, make_connection(
                 ts=ts,
-                service=self._service(program),
+                service=self._services.get(program) or self._service(program),
                 ip=self.ips.get(msg[i + 1 : j]),
                 session=f"{host}:{program}[{pid}]",
             )
@@ -191,7 +191,7 @@ class PostfixParser:
                     return None
                 return R_ANVIL_WARN, make_rate(
                     ts=ts,
-                    service=self._service(program),
+                    service=self._services.get(program) or self._service(program),
                     ip=self.ips.get(m[4]),
                     limit=_LIMIT_NAME[m[1]],
                     count=int(m[2]),
@@ -215,7 +215,7 @@ class PostfixParser:
             r = _RCPT_ADDR.search(tail)
             return R_USER_UNKNOWN, make_unknown_rcpt(
                 ts=ts,
-                service=self._service(program),
+                service=self._services.get(program) or self._service(program),
                 ip=self.ips.get(m[3]),
                 recipient=r[1] if r else None,
                 sender=_field(tail, " from=<"),
@@ -229,7 +229,7 @@ class PostfixParser:
             method = _field(tail, "sasl_method=", ",")
             return R_SASL_SUCCESS, make_auth_success(
                 ts=ts,
-                service=self._service(program),
+                service=self._services.get(program) or self._service(program),
                 ip=self.ips.get(m[2]),
                 username=_sasl_username(tail),
                 mechanism=method,
@@ -247,7 +247,7 @@ class PostfixParser:
         cmd_ok, cmd_total = _counter(tail, " commands=")
         return R_DISCONNECT, make_disconnect(
             ts=ts,
-            service=self._service(program),
+            service=self._services.get(program) or self._service(program),
             ip=self.ips.get(msg[i + 1 : j]),
             session=f"{host}:{program}[{pid}]",
             auth_ok=auth_ok,
@@ -261,7 +261,7 @@ class PostfixParser:
         if m is None:
             return None
         tail = msg[m.end() :]
-        service = self._service(program)
+        service = self._services.get(program) or self._service(program)
         session = f"{host}:{program}[{pid}]"
         if tail.startswith("Connection lost to authentication server"):
             return R_SASL_AUTH_SERVER, make_auth_error(
@@ -287,7 +287,7 @@ class PostfixParser:
         if m is None:
             return None
         what, stage, addr = m[1], m[2], m[4]
-        service = self._service(program)
+        service = self._services.get(program) or self._service(program)
         session = f"{host}:{program}[{pid}]"
         if what == "lost connection":
             if stage == "AUTH":
@@ -335,7 +335,7 @@ class PostfixParser:
         rest = tail[semi:] if semi >= 0 else ""
         return name, make_reject(
             ts=ts,
-            service=self._service(program),
+            service=self._services.get(program) or self._service(program),
             ip=self.ips.get(m[3]),
             command=m[1],
             category=category,
@@ -353,7 +353,7 @@ class PostfixParser:
         detail = msg[j + 1 :].lstrip(":0123456789 ")
         return name, make_violation(
             ts=ts,
-            service=self._service(program),
+            service=self._services.get(program) or self._service(program),
             ip=self.ips.get(msg[i + 1 : j]),
             violation=violation,
             detail=detail[:200],

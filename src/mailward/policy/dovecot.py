@@ -15,7 +15,8 @@ import hmac
 import json
 import logging
 from collections import deque
-from typing import Any
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -31,6 +32,9 @@ from mailward.policy.backend import (
     bind_host,
 )
 from mailward.policy.dovecot_rules import AuthRequest, DovecotPolicy
+
+if TYPE_CHECKING:
+    from mailward.notify.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +68,13 @@ class DovecotPolicyServer:
         clock: Clock | None = None,
         on_decisions: DecisionSink | None = None,
         feed: EventSink | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        # Bound once: per request only perf_counter() and the histogram's observe().
+        self._observe = (
+            None if metrics is None else metrics.policy_latency.labels(server="dovecot").observe
+        )
         self._backend = backend
         self._clock = clock
         self.clock: Clock = clock or SystemClock()
@@ -138,6 +147,16 @@ class DovecotPolicyServer:
     # -- HTTP --------------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
+        observe = self._observe
+        if observe is None:
+            return await self._answer(request)
+        start = perf_counter()
+        try:
+            return await self._answer(request)
+        finally:
+            observe(perf_counter() - start)
+
+    async def _answer(self, request: web.Request) -> web.Response:
         core = self.core
         # Dovecot appends "?command=..." (or "command=..." after a URL ending in "&"); reading
         # the raw query is far cheaper than building yarl's query MultiDict per request.

@@ -15,7 +15,8 @@ import os
 import stat
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
 
 from mailward.clock import Clock, SystemClock
 from mailward.config.model import PostfixPolicySettings
@@ -23,6 +24,9 @@ from mailward.errors import ProtocolError
 from mailward.events import Event
 from mailward.policy.backend import DecisionSink, HostLink, PolicyBackend, bind_host
 from mailward.policy.postfix_rules import CountryLookup, PostfixPolicy
+
+if TYPE_CHECKING:
+    from mailward.notify.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +140,13 @@ class PostfixPolicyServer:
         clock: Clock | None = None,
         on_decisions: DecisionSink | None = None,
         country: CountryLookup | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        # Bound once: per request only perf_counter() and the histogram's observe().
+        self._observe = (
+            None if metrics is None else metrics.policy_latency.labels(server="postfix").observe
+        )
         self._backend = backend
         self._clock = clock
         self.clock: Clock = clock or SystemClock()
@@ -158,6 +167,16 @@ class PostfixPolicyServer:
         return self._core
 
     def answer(self, attrs: dict[str, str]) -> bytes:
+        observe = self._observe
+        if observe is None:
+            return self._answer(attrs)
+        start = perf_counter()
+        try:
+            return self._answer(attrs)
+        finally:
+            observe(perf_counter() - start)
+
+    def _answer(self, attrs: dict[str, str]) -> bytes:
         try:
             action = self.core.decide(attrs, self.clock.now())
         except Exception:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from mailward.decisions.model import Action, Decision
 from mailward.events import Event
+from mailward.storage.reader import Alert, PruneResult
 from mailward.storage.sqlite import DEFAULT_RETENTION_DAYS, SqliteStore
 
 
@@ -55,6 +56,16 @@ class StoreLedger:
         """Offender history for escalation (``detectors.history.OffenceSource``)."""
         with self._lock:
             return self.store.offences(target, since)
+
+    def add_alert(self, alert: Alert) -> None:
+        """Keep a raised alert (the digest lists them), on the same single writer connection."""
+        with self._lock:
+            self.store.add_alert(alert)
+
+    def prune(self, now: float) -> PruneResult:
+        """Apply ``storage.retention_days`` (the daemon calls it daily)."""
+        with self._lock:
+            return self.store.prune(now)
 
     def close(self) -> None:
         with self._lock:
