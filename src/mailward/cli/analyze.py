@@ -116,7 +116,9 @@ def read_inputs(
         yield from _read_and_store(specs, settings, stats, store, progress)
         return
     parsers = _stage("mailward.parsers", "the log parsers")
-    stream = parsers.read_events(specs, settings.parsing, progress=progress)
+    # The report never names a file or line, so skip building an Origin per event (10-20% of
+    # parse time); --store keeps origins, above.
+    stream = parsers.read_events(specs, settings.parsing, progress=progress, origins=False)
     stats.files = len(stream.inputs)
     yield from stream
     _copy_stats(stats, stream.stats)
