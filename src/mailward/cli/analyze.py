@@ -7,7 +7,6 @@ keeps the events, resuming per file so a second import of the same file adds not
 
 from __future__ import annotations
 
-import importlib
 import sys
 import tempfile
 import time
@@ -24,8 +23,13 @@ from mailward.analyze.report import GeoLookup, Report, build_report
 from mailward.cli.common import AppContext, emit_json, fail, json_option, pass_app
 from mailward.config import Settings
 from mailward.demo.generator import DemoConfig, DemoLog, demo_end
+from mailward.enrich.geoip import open_geo
 from mailward.errors import MailwardError
 from mailward.events import Event
+from mailward.parsers import Correlator, LineParser, read_events
+from mailward.parsers.pipeline import Progress as PipelineProgress
+from mailward.sources.files import expand_inputs, file_identity, input_size, read_lines
+from mailward.storage.sqlite import open_store
 
 DEMO_LINES = 150_000
 DEMO_SEED = 7
@@ -80,29 +84,6 @@ class InputStats:
     already_stored_lines: int = 0
 
 
-class _Stage:
-    """Another stage's module, imported late: ``analyze`` must fail clearly, not crash, without it."""
-
-    def __init__(self, module: str, what: str) -> None:
-        self.what = what
-        try:
-            self.module = importlib.import_module(module)
-        except ImportError as exc:
-            raise MailwardError(f"{what} are not available in this build ({exc})") from exc
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return getattr(self.module, name)
-        except AttributeError:
-            raise MailwardError(
-                f"{self.what} are not available in this build (no {name})"
-            ) from None
-
-
-def _stage(module: str, what: str) -> Any:
-    return _Stage(module, what)
-
-
 def read_inputs(
     specs: list[str],
     settings: Settings,
@@ -115,10 +96,9 @@ def read_inputs(
     if store is not None:
         yield from _read_and_store(specs, settings, stats, store, progress)
         return
-    parsers = _stage("mailward.parsers", "the log parsers")
     # The report never names a file or line, so skip building an Origin per event (10-20% of
     # parse time); --store keeps origins, above.
-    stream = parsers.read_events(specs, settings.parsing, progress=progress, origins=False)
+    stream = read_events(specs, settings.parsing, progress=progress, origins=False)
     stats.files = len(stream.inputs)
     yield from stream
     _copy_stats(stats, stream.stats)
@@ -136,13 +116,10 @@ def _read_and_store(
 ) -> Iterator[Event]:
     """File by file, so each file's import position can be stored with its events: lines up to
     the stored offset are analysed again but not stored again."""
-    parsers = _stage("mailward.parsers", "the log parsers")
-    files = _stage("mailward.sources.files", "the log readers")
-    pipeline = _stage("mailward.parsers.pipeline", "the log parsers")
-    inputs = files.expand_inputs(specs)
+    inputs = expand_inputs(specs)
     stats.files = len(inputs)
-    parser = parsers.LineParser(settings.parsing)
-    correlator = parsers.Correlator()
+    parser = LineParser(settings.parsing)
+    correlator = Correlator()
     skip: dict[str, int] = {}  # source name -> last line already in the store
     batch: list[Event] = []
 
@@ -156,12 +133,12 @@ def _read_and_store(
     total = 0
     for index, source in enumerate(inputs):
         name = str(source)
-        identity = None if name == "-" else files.file_identity(source)
+        identity = None if name == "-" else file_identity(source)
         start = 0 if identity is None else store.import_position(identity)
-        size = files.input_size(source)
+        size = input_size(source)
         parser.start_input()
         lineno = offset = 0
-        for lineno, text, offset in files.read_lines(source):
+        for lineno, text, offset in read_lines(source):
             if offset <= start:
                 skip[name] = lineno
             event = parser.parse_at(text, name, lineno)
@@ -171,9 +148,7 @@ def _read_and_store(
                 stats.stored += _commit(store, identity, offset, batch, name)
             if progress is not None and not lineno % 65536:
                 progress(
-                    pipeline.Progress(
-                        name, lineno, offset, size, index, len(inputs), total + lineno
-                    )
+                    PipelineProgress(name, lineno, offset, size, index, len(inputs), total + lineno)
                 )
         total += lineno
         stats.stored += _commit(store, identity, offset, batch, name)
@@ -196,10 +171,6 @@ def _commit(store: Any, identity: str | None, offset: int, batch: list[Event], n
 
 def _open_geo(settings: Settings) -> tuple[GeoLookup | None, str]:
     try:
-        open_geo = importlib.import_module("mailward.enrich.geoip").open_geo
-    except (ImportError, AttributeError):
-        return None, "none"
-    try:
         geo: GeoLookup = open_geo(settings.geoip)
     except MailwardError as exc:
         click.echo(f"mailward: GeoIP unavailable, continuing without it: {exc}", err=True)
@@ -208,7 +179,7 @@ def _open_geo(settings: Settings) -> tuple[GeoLookup | None, str]:
 
 
 def _open_store(settings: Settings) -> Any:
-    return _stage("mailward.storage.sqlite", "the event store").open_store(settings)
+    return open_store(settings)
 
 
 def run_analysis(

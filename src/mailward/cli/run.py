@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import importlib
 import logging
 import re
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -23,9 +22,14 @@ from mailward.daemon.ledger import Ledger, MemoryLedger
 from mailward.daemon.systemd import SystemdNotifier
 from mailward.daemon.tasks import spawn
 from mailward.daemon.twins import ThresholdEngine, TwinParser
+from mailward.detectors.engine import Engine
+from mailward.detectors.history import StoreHistory
 from mailward.enforcers.base import DryRunEnforcer, Enforcer, NullEnforcer
 from mailward.enforcers.nftables import NftablesEnforcer
+from mailward.enrich.geoip import open_geo
 from mailward.errors import MailwardError
+from mailward.parsers import Correlator as LogCorrelator
+from mailward.parsers import LineParser
 from mailward.sources.follow import COMPRESSED, FileFollower
 from mailward.sources.journald import JournaldFollower
 from mailward.sources.live import LiveSource
@@ -89,25 +93,10 @@ def file_sources(settings: Settings) -> list[LiveSource]:
 def real_pipeline(settings: Settings, ledger: Ledger) -> tuple[Parser, Correlator, Detector]:
     """The parser, correlator and detector engine from their own stages; escalation counts the
     ledger's earlier bans, so a restart does not reset it."""
-    try:
-        parsers: Any = importlib.import_module("mailward.parsers")
-        engines: Any = importlib.import_module("mailward.detectors.engine")
-        histories: Any = importlib.import_module("mailward.detectors.history")
-    except ImportError as exc:
-        raise MailwardError(
-            f"the log parser or detector engine is not available in this build ({exc}); "
-            "use --pipeline twin to run with the test twins"
-        ) from exc
-    geo = None
-    try:
-        geoip: Any = importlib.import_module("mailward.enrich.geoip")
-        geo = geoip.open_geo(settings.geoip)
-    except ImportError:
-        log.warning("GeoIP lookups are not available in this build: country and ASN rules are off")
-    keep = settings.detectors.escalation.history  # type: ignore[attr-defined,unused-ignore]
-    history = histories.StoreHistory(ledger, keep=keep)
-    engine = engines.Engine.from_settings(settings, geo=geo, history=history)
-    return parsers.LineParser(settings.parsing), parsers.Correlator(), engine
+    geo = open_geo(settings.geoip)
+    history = StoreHistory(ledger, keep=settings.detectors.escalation.history)
+    engine = Engine.from_settings(settings, geo=geo, history=history)
+    return LineParser(settings.parsing), LogCorrelator(), engine
 
 
 def build_daemon(
