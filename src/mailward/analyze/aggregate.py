@@ -279,17 +279,23 @@ class Aggregator:
             slot[3] = minute
             slot[4] = n
 
+    def _counted_slot(self, ip: IPAddress) -> tuple[int, list[int]] | None:
+        """The address's slot, or None (counted as excluded) for an excluded address."""
+        key = ip_key(ip)
+        slot = self._ips.get(key)
+        if slot is None:
+            slot = self._slot(key, ip)
+        if slot[5]:
+            self.excluded_events += 1
+            return None
+        return key, slot
+
     def _probe(self, event: UnknownRecipient, ts: float) -> None:
-        ip = event.ip
-        if ip is not None:
-            key = ip_key(ip)
-            slot = self._ips.get(key)
-            if slot is None:
-                slot = self._slot(key, ip)
-            if slot[5]:
-                self.excluded_events += 1
+        if event.ip is not None:
+            found = self._counted_slot(event.ip)
+            if found is None:
                 return
-            slot[1] += 1
+            found[1][1] += 1
         if event.recipient is not None:
             self.recipients.add(event.recipient.lower())
         hour, day = self._buckets(int(ts))
@@ -297,15 +303,11 @@ class Aggregator:
         day.probes += 1
 
     def _success(self, event: AuthSuccess, ts: float) -> None:
-        ip = event.ip
-        if ip is not None:
-            key = ip_key(ip)
-            slot = self._ips.get(key)
-            if slot is None:
-                slot = self._slot(key, ip)
-            if slot[5]:
-                self.excluded_events += 1
+        if event.ip is not None:
+            found = self._counted_slot(event.ip)
+            if found is None:
                 return
+            key, slot = found
             slot[2] += 1
             if slot[0] and event.username is not None:
                 users = self._success_users.setdefault(key, set())
