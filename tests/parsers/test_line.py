@@ -180,3 +180,64 @@ def test_parse_block_matches_parse_at() -> None:
         c = LineParser(ParsingSettings(**conf), now=REFERENCE_NOW)
         bare = c.parse_block(lines, "f", 1, origins=False)
         assert [e.kind for e in bare] == [e.kind for e in expected]
+
+
+_STAMPS = (
+    "Nov 21 10:15:08",
+    "Nov  1 09:04:17",
+    "2026-11-21T10:15:08.123456+00:00",
+    "Nov 21 10:15:",
+)
+_HOSTS = ("mx1", "", "auth:", "mx1:", "authhost", "a b", "[mx1]")
+_TAGS = (
+    "postfix/smtpd[12]:",
+    "postfix/submission/smtpd[7]:",
+    "postfix/postscreen[3]:",
+    "postfix/anvil[9]:",
+    "dovecot:",
+    "dovecot[5]:",
+    "[postfix/smtpd]:",
+    "postfix/smtpd[:",
+    "postfix/smtpd",
+    "imap-login:",
+    "x:",
+    ":",
+)
+_MESSAGES = (
+    "connect from unknown[198.51.100.7]",
+    "disconnect from unknown[198.51.100.7] ehlo=1 auth=0/1 commands=1/2",
+    "warning: unknown[198.51.100.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6",
+    "PREGREET 11 after 0.1 from [198.51.100.7]:4242: EHLO x\\r\\n",
+    "auth: passwd-file(bob,198.51.100.7,<abc>): Password mismatch",
+    "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<bob>, "
+    "method=PLAIN, rip=198.51.100.7, lip=192.0.2.1, session=<abc>",
+    "statistics: max connection rate 1/60s for (smtp:198.51.100.7) at Nov 21 10:15:08",
+    "",
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(_STAMPS),
+    st.sampled_from(_HOSTS),
+    st.sampled_from(_TAGS),
+    st.sampled_from(_MESSAGES),
+    st.sampled_from((" ", "  ")),
+)
+def test_parse_block_envelope_cut_matches_parse_at(
+    stamp: str, host: str, tag: str, message: str, gap: str
+) -> None:
+    """The bulk path cuts the envelope with find(); the general path with split(): any mix of
+    odd hosts, tags and spacing must give the same event, rule and counters."""
+    line = f"{stamp}{gap}{host} {tag} {message}"
+    a = LineParser(ParsingSettings(timezone="UTC"), now=REFERENCE_NOW)
+    b = LineParser(ParsingSettings(timezone="UTC"), now=REFERENCE_NOW)
+    expected = a.parse_at(line, "f", 1)
+    got = b.parse_block([line], "f", 1)
+    assert got == ([] if expected is None else [expected])
+    assert a.last_rule == b.last_rule
+    assert a.stats == b.stats
+    c = LineParser(ParsingSettings(timezone="UTC"), now=REFERENCE_NOW)
+    general = c.parse(line, Origin("f", 1))
+    assert general == expected
+    assert c.last_rule == a.last_rule

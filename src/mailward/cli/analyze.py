@@ -20,7 +20,7 @@ import click
 from mailward.analyze.aggregate import Aggregator
 from mailward.analyze.render_text import render_text
 from mailward.analyze.report import GeoLookup, Report, build_report
-from mailward.cli.common import AppContext, emit_json, fail, json_option, pass_app
+from mailward.cli.common import AppContext, batch_gc, emit_json, fail, json_option, pass_app
 from mailward.config import Settings
 from mailward.demo.generator import DemoConfig, DemoLog, demo_end
 from mailward.enrich.geoip import open_geo
@@ -300,9 +300,10 @@ def analyze(
             else:
                 specs = list(paths)
                 geo, geo_name = _open_geo(settings)
-            report = run_analysis(
-                specs, settings, geo=geo, geo_name=geo_name, progress=meter, store=store
-            )
+            with batch_gc():
+                report = run_analysis(
+                    specs, settings, geo=geo, geo_name=geo_name, progress=meter, store=store
+                )
             if demo:
                 report.inputs["demo"] = {"seed": seed, "ground_truth": truth.to_json()}
     except MailwardError as exc:

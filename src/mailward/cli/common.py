@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,3 +46,24 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+@contextmanager
+def batch_gc(threshold: int = 100_000) -> Iterator[None]:
+    """Garbage-collector settings for one-shot bulk commands (analyze, parse, replay).
+
+    They allocate a few short-lived objects per line and keep long-lived tables; the default
+    schedule (a young collection every 700 allocations, full ones as the tables grow) spent
+    about a tenth of ``analyze``'s time re-scanning those tables. Start-up objects are frozen
+    out of collection and young collections run less often; cycles are rare here, and freed
+    objects still go at once by reference counting. The daemon keeps the defaults.
+    """
+    old = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(threshold, old[1], old[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import click
 
-from mailward.cli.common import AppContext, fail, json_option, pass_app
+from mailward.cli.common import AppContext, batch_gc, fail, json_option, pass_app
 from mailward.config.model import Settings
 from mailward.detectors.engine import Engine
 from mailward.detectors.replay import Replay, ReplayResult, decision_line, event_from_json, iso
@@ -143,10 +143,11 @@ def replay(
         engine = Engine.from_settings(settings, geo=_geo(settings))
         events = _json_events(logs) if as_events else _log_events(settings, logs)
         run = Replay(engine, inline=not firewall_only)
-        for event in events:
-            for decision in run.feed(event):
-                if as_json:
-                    click.echo(json.dumps(decision_line(decision)))
+        with batch_gc():
+            for event in events:
+                for decision in run.feed(event):
+                    if as_json:
+                        click.echo(json.dumps(decision_line(decision)))
     except MailwardError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -240,7 +240,7 @@ class Correlator:
     def _take_pending(self, ev: AuthFailure) -> AuthFailure | None:
         for i, p in enumerate(self._pending):
             if (
-                p.ip == ev.ip
+                (p.ip is ev.ip or p.ip == ev.ip)  # one parser hands out one object per address
                 and abs(p.ts - ev.ts) <= self.hold
                 and _same_user(p.username, ev.username)
             ):
@@ -250,7 +250,11 @@ class Correlator:
 
     def _take_recent(self, ev: AuthFailure) -> bool:
         for i, (ts, ip, user) in enumerate(self._recent):
-            if ip == ev.ip and abs(ts - ev.ts) <= self.hold and _same_user(user, ev.username):
+            if (
+                (ip is ev.ip or ip == ev.ip)
+                and abs(ts - ev.ts) <= self.hold
+                and _same_user(user, ev.username)
+            ):
                 del self._recent[i]
                 return True
         return False

@@ -21,6 +21,13 @@ _Result = tuple[str, Event | None]
 _Handler = Callable[[float, str, str, str, str], "_Result | None"]
 
 _UNSEEN: Final = object()
+# Handler codes of the bulk path (``parse_block``): an int compares and dispatches to a direct
+# method call in compiled builds, where a stored bound method is a generic call.
+_NONE: Final = 0
+_SMTPD: Final = 1
+_POSTSCREEN: Final = 2
+_ANVIL: Final = 3
+_DOVECOT: Final = 4
 # Events are frozen; the origin is known only after parsing, so it is written to the slot once.
 _SET_ORIGIN: Final[Callable[[Event, Origin], None]] = vars(Event)["origin"].__set__
 
@@ -52,6 +59,7 @@ class LineParser:
         self.stats = ParseStats()
         self.last_rule: str | None = None
         self._programs: dict[str, Any] = {}
+        self._codes: dict[str, int] = {}
 
     def start_input(self) -> None:
         """Call between inputs: year inference restarts per file."""
@@ -59,21 +67,37 @@ class LineParser:
 
     # -- dispatch ----------------------------------------------------------------------------
 
+    def _code(self, program: str) -> int:
+        """Which handler takes a program's lines (``_NONE`` for programs we ignore)."""
+        code = _NONE
+        last = program.rsplit("/", 1)[-1]
+        if program.startswith("dovecot") or program == DOVECOT_LOGPATH:
+            code = _DOVECOT
+        elif "/" in program:
+            if last == "smtpd":
+                code = _SMTPD
+            elif last == "postscreen":
+                code = _POSTSCREEN
+            elif last == "anvil":
+                code = _ANVIL
+        if len(self._codes) < 4096:  # syslog tags are client-chosen only in spoofed logs
+            self._codes[program] = code
+        return code
+
     def _handler(self, program: str) -> _Handler | None:
         if program in self._programs:
             known: _Handler | None = self._programs[program]
             return known
-        handler: _Handler | None = None
-        last = program.rsplit("/", 1)[-1]
-        if program.startswith("dovecot") or program == DOVECOT_LOGPATH:
-            handler = self._dovecot_ident
-        elif "/" in program:
-            if last == "smtpd":
-                handler = self.postfix.smtpd
-            elif last == "postscreen":
-                handler = self.postfix.postscreen
-            elif last == "anvil":
-                handler = self.postfix.anvil
+        code = self._codes.get(program)
+        if code is None:
+            code = self._code(program)
+        handler: _Handler | None = (
+            None,
+            self.postfix.smtpd,
+            self.postfix.postscreen,
+            self.postfix.anvil,
+            self._dovecot_ident,
+        )[code]
         if len(self._programs) < 4096:
             self._programs[program] = handler
         return handler
@@ -135,7 +159,7 @@ class LineParser:
                     # `host` ending in ':' is a Dovecot log_path process; `auth(` there may
                     # carry a username with blanks: both take the careful path below.
                     if tok[-1:] == ":" and host[-1:] != ":" and not host.startswith("auth"):
-                        b = tok.find("[")
+                        b = tok.find("[") if tok[-2:-1] == "]" else -1
                         program = tok[:b] if b > 0 else tok[:-1]
                         handler = self._programs.get(program, _UNSEEN)
                         if handler is _UNSEEN:
@@ -168,80 +192,97 @@ class LineParser:
         """Parse consecutive lines (numbered from ``first``) and return their events.
 
         The bulk path of ``read_events``: the RFC 3164 fast path of ``parse_at`` inlined in one
-        loop with the counters kept in locals. Same results and statistics as ``parse_at``;
-        ``origins=False`` leaves ``origin`` unset on fast-path events (saves one object each).
+        loop, the envelope cut with ``find`` instead of ``split`` (no copy of the line's tail),
+        handlers picked by a small integer so compiled builds call them directly, and the
+        counters kept in locals. Same results and statistics as ``parse_at``; ``origins=False``
+        leaves ``origin`` unset on fast-path events (saves one object each).
         """
         out: list[Event] = []
-        append = out.append
-        programs = self._programs
+        codes = self._codes
+        postfix = self.postfix
+        dovecot = self.dovecot
         bsd_time = self.headers.bsd_time
+        iso_time = self.headers.iso_time
+        minutes = self.headers.minute_cache
         stats = self.stats
-        by_rule = stats.by_rule
-        by_kind = stats.by_kind
+        rules: dict[str, int] = {}
+        kinds: dict[str, int] = {}
         slow = self.parse_at
         fast = unrecognised = ignored = recognised = 0
         last_rule: str | None = None
         lineno = first - 1
-        iso_time = self.headers.iso_time
-        minutes = self.headers.minute_cache
         for line in lines:
             lineno += 1
-            if line[15:16] == " " and line[9:10] == ":":
+            n = len(line)
+            if n > 16 and line[15] == " " and line[9] == ":":
                 start = 16  # RFC 3164
-            elif line[10:11] == "T" and line[4:5] == "-":
+            elif n > 19 and line[10] == "T" and line[4] == "-":
                 start = line.find(" ", 19) + 1  # ISO 8601 / RFC 3339
             else:
                 start = 0
             if start:
-                parts = line[start:].split(" ", 2)
-                if len(parts) == 3:
-                    tok = parts[1]
-                    host = parts[0]
-                    if tok[-1:] == ":" and host[-1:] != ":" and not host.startswith("auth"):
-                        fast += 1
-                        try:
-                            b = tok.find("[")
-                            program = tok[:b] if b > 0 else tok[:-1]
-                            handler = programs.get(program, _UNSEEN)
-                            if handler is _UNSEEN:
-                                handler = self._handler(program)
-                            if handler is None:
-                                if not parts[2].startswith(PROCESS_PREFIXES):
-                                    unrecognised += 1
-                                    last_rule = None
-                                    continue
-                                handler = self._dovecot_ident
-                            if start == 16:
-                                base = minutes.get(line[:12])
-                                ts = (
-                                    bsd_time(line[:15]) if base is None else base + int(line[13:15])
-                                )
+                h = line.find(" ", start)  # host ends
+                t = line.find(" ", h + 1) if h > 0 else -1  # syslog tag ends
+                if (
+                    t > h + 1
+                    and line[t - 1] == ":"
+                    and line[h - 1] != ":"
+                    and line.find("auth", start, start + 4) < 0
+                ):
+                    fast += 1
+                    result: _Result | None = None
+                    try:
+                        # `name[pid]:` as the general path reads it: the first `[`, not at
+                        # the start, and the tag ends in `]:`; anything else is all name.
+                        b = line.find("[", h + 1, t) if line[t - 2] == "]" else -1
+                        if b <= h + 1:
+                            b = -1
+                        program = line[h + 1 : b] if b > 0 else line[h + 1 : t - 1]
+                        code = codes.get(program, -1)
+                        if code < 0:
+                            code = self._code(program)
+                        msg = line[t + 1 :]
+                        if code == _NONE:
+                            if not msg.startswith(PROCESS_PREFIXES):
+                                unrecognised += 1
+                                last_rule = None
+                                continue
+                            code = _DOVECOT
+                        if start == 16:
+                            base = minutes.get(line[:12])
+                            ts = bsd_time(line[:15]) if base is None else base + int(line[13:15])
+                        else:
+                            ts = iso_time(line[: start - 1])
+                        if ts is not None:
+                            # Only smtpd reads host and pid (its session key).
+                            if code == _SMTPD:
+                                pid = line[b + 1 : t - 2] if b > 0 else ""
+                                result = postfix.smtpd(ts, line[start:h], program, pid, msg)
+                            elif code == _DOVECOT:
+                                result = dovecot.ident(ts, "", program, "", msg)
+                            elif code == _POSTSCREEN:
+                                result = postfix.postscreen(ts, "", program, "", msg)
                             else:
-                                ts = iso_time(line[: start - 1])
-                            result = (
-                                None
-                                if ts is None
-                                else handler(
-                                    ts, host, program, tok[b + 1 : -2] if b > 0 else "", parts[2]
-                                )
-                            )
-                        except (ValueError, IndexError, OverflowError):
-                            result = None
-                        if result is None:
-                            unrecognised += 1
-                            last_rule = None
-                            continue
-                        last_rule, event = result
-                        by_rule[last_rule] += 1
-                        if event is None:
-                            ignored += 1
-                            continue
-                        recognised += 1
-                        by_kind[event.kind] += 1
-                        if origins:
-                            _SET_ORIGIN(event, make_origin(source=source, line=lineno))
-                        append(event)
+                                result = postfix.anvil(ts, "", program, "", msg)
+                    except (ValueError, IndexError, OverflowError):
+                        result = None
+                    if result is None:
+                        unrecognised += 1
+                        last_rule = None
                         continue
+                    name, event = result
+                    last_rule = name
+                    rules[name] = rules.get(name, 0) + 1
+                    if event is None:
+                        ignored += 1
+                        continue
+                    recognised += 1
+                    kind = event.kind
+                    kinds[kind] = kinds.get(kind, 0) + 1
+                    if origins:
+                        _SET_ORIGIN(event, make_origin(source=source, line=lineno))
+                    out.append(event)
+                    continue
             # Everything else (other formats, Dovecot log_path files) takes the general path.
             stats.lines += fast
             stats.unrecognised += unrecognised
@@ -251,11 +292,13 @@ class LineParser:
             event = slow(line, source, lineno)
             last_rule = self.last_rule
             if event is not None:
-                append(event)
+                out.append(event)
         stats.lines += fast
         stats.unrecognised += unrecognised
         stats.ignored += ignored
         stats.recognised += recognised
+        stats.by_rule.update(rules)
+        stats.by_kind.update(kinds)
         self.last_rule = last_rule
         return out
 
