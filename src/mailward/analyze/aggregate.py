@@ -174,9 +174,8 @@ class Aggregator:
     # -- feeding ----------------------------------------------------------------------------------
 
     def add_all(self, events: Iterable[Event]) -> Aggregator:
-        add = self.add
         for event in events:
-            add(event)
+            self.add(event)  # a direct call when compiled; a bound method would not be
         self.finish()
         return self
 
