@@ -45,6 +45,8 @@ _OK = _STATUS_REPLIES[0]
 _UNAUTHORIZED = text_reply(401, "unauthorized")
 _NOT_POST = text_reply(405, "only POST is served", b"Allow: POST\r\n")
 _DRAIN_BATCH = 256
+# What Dovecot sends with auth_policy_server_url = http://host:port/ : no query to split.
+_TARGETS = {b"/?command=allow": b"allow", b"/?command=report": b"report"}
 
 
 def status_body(status: int) -> bytes:
@@ -62,7 +64,9 @@ def status_reply(status: int) -> Reply:
 def command_of(target: bytes) -> bytes | None:
     """The ``command`` query parameter: Dovecot appends ``?command=...`` (or ``command=...``
     after a URL that ends in ``&``); the last one wins, like a query dict's."""
-    command = None
+    command = _TARGETS.get(target)
+    if command is not None:
+        return command
     for part in target.partition(b"?")[2].split(b"&"):
         if part.startswith(b"command="):
             command = part[8:]
