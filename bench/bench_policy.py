@@ -287,6 +287,12 @@ async def _connect(
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+def cpu_times() -> list[int]:
+    """The machine's /proc/stat cpu line: user nice system idle iowait irq softirq steal ..."""
+    with open("/proc/stat") as fh:
+        return [int(x) for x in fh.readline().split()[1:]]
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (clock ticks, 10 ms on Linux)."""
     with open(f"/proc/{pid}/stat") as fh:
@@ -465,6 +471,7 @@ def main() -> None:
     if args.pin:
         os.sched_setaffinity(0, {0})
         args.server_cpu = 1
+    machine_before = cpu_times()
     pf = postfix_requests(20_000)
     dv = dovecot_requests(20_000)
     pairs = {"postfix": pf, "dovecot": dv}
@@ -500,8 +507,11 @@ def main() -> None:
         for p in pairs
         if p in by
     }
+    spent = [b - a for a, b in zip(machine_before, cpu_times(), strict=False)]
     summary = {
         "python": sys.version.split()[0],
+        # a virtual machine's stolen time (another guest ran) shows up as latency spikes
+        "steal_share": round(spent[7] / max(1, sum(spent)), 3) if len(spent) > 7 else None,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "pinned": bool(args.pin),
