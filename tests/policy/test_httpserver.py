@@ -14,11 +14,13 @@ class Echo:
 
     def __init__(self) -> None:
         self.seen: list[tuple[bytes, bytes]] = []
+        self.heads = 0
         self.fail = False
 
     def head(
         self, method: bytes, target: bytes, headers: dict[bytes, bytes], peer: str
     ) -> Reply | None:
+        self.heads += 1
         if method != b"POST":
             return text_reply(405, "POST only", b"Allow: POST\r\n")
         if target == b"/deny":
@@ -177,12 +179,13 @@ async def test_client_gone_mid_body_leaves_nothing_behind(server: tuple[HttpServ
 
 
 async def test_connection_close_and_http_1_0(server: tuple[HttpServer, Echo]) -> None:
-    srv, _ = server
+    srv, echo = server
     c = await Client.to(srv)
-    await c.send(req(extra="Connection: close\r\n") + req(b"ignored"))
+    await c.send(req(extra="Connection: close\r\n") + req(b"ignored", "/deny"))
     status, headers, _ = await c.reply()
     assert status == 200 and headers["connection"] == "close"
     assert await c.closed()
+    assert echo.heads == 1 and echo.seen == [(b"/a", b"hi")]  # what followed was not handled
 
     c = await Client.to(srv)
     await c.send(req(version="1.0"))

@@ -264,6 +264,9 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.head_raw = 0
+        if self.closing:
+            self.refusal = _UNANSWERED  # pipelined after "Connection: close": never answered
+            return
         self.chunks = []
         self.size = 0
         parser = self.parser
@@ -319,6 +322,7 @@ class _Connection(asyncio.Protocol):
 _BUSY = text_reply(503, "too many connections")
 _INTERNAL = text_reply(500, "internal error")
 _TIMEOUT = text_reply(408, "request timed out")
+_UNANSWERED = text_reply(400, "connection closing")
 
 
 class HttpServer:
