@@ -42,3 +42,12 @@ def test_unknown_verb_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["frobnicate"])
     assert result.exit_code == 2
     assert "No such command" in result.output
+
+
+def test_version_says_whether_the_ingest_path_is_compiled() -> None:
+    from mailward import __version__
+    from mailward.speedups import describe
+
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"mailward {__version__} ({describe()})\n"

@@ -126,6 +126,9 @@ def check_imports() -> list[Check]:
                 )
             )
     out.append(Check("versions", True, ", ".join(versions)))
+    from mailward.speedups import describe
+
+    out.append(Check("speedups", True, describe()))
     return out
 
 

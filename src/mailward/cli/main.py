@@ -54,6 +54,15 @@ class LazyGroup(click.Group):
         return None
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from mailward.speedups import describe  # imports the parsers: only when asked
+
+    click.echo(f"mailward {__version__} ({describe()})")
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-c",
@@ -71,7 +80,14 @@ class LazyGroup(click.Group):
     help="Override one setting; repeatable.",
 )
 @click.option("-v", "--verbose", count=True, help="More of mailward's own log on stderr.")
-@click.version_option(__version__, prog_name="mailward")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and whether the ingest path is compiled, then exit.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context, config_path: Path | None, overrides: tuple[str, ...], verbose: int

@@ -10,7 +10,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from mailward.config.model import Network
 from mailward.events import Event, IPAddress, Origin, normalise_ip
@@ -129,7 +129,7 @@ class IPCache:
     """Parse client addresses once: text -> address, or None when the text is not an address
     or is a trusted proxy (``parsing.trusted_proxies``: never attributed)."""
 
-    MAX = 65536
+    MAX: ClassVar[int] = 65536
 
     def __init__(self, trusted: Iterable[Network] = ()) -> None:
         self._trusted = tuple(trusted)

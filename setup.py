@@ -1,0 +1,77 @@
+"""Build hook: compile the ingest hot path with mypyc (metadata lives in pyproject.toml).
+
+``MAILWARD_COMPILE`` chooses: ``auto`` (default) compiles and falls back to the pure-Python
+modules with a warning when there is no C compiler; ``1`` makes a failed compile an error (CI
+and release builds); ``0`` builds pure Python. Editable installs are interpreted unless ``1``
+is given, so edits to the sources take effect without a rebuild. The module list is in
+``src/mailward/speedups.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+MODE = os.environ.get("MAILWARD_COMPILE", "auto").strip().lower()
+if MODE not in ("auto", "0", "1"):
+    sys.exit(f"MAILWARD_COMPILE must be auto, 0 or 1, not {MODE!r}")
+
+
+def _warn(message: str) -> None:
+    print(f"mailward build: {message}", file=sys.stderr)
+
+
+class OptionalBuildExt(build_ext):
+    """In ``auto`` mode a failed C build leaves the pure-Python modules in place."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # the compiler's many error types; re-raised unless auto
+            if MODE != "auto":
+                raise
+            _warn(f"compiling with mypyc failed ({exc}); installing the pure-Python build")
+
+    def build_extension(self, ext: object) -> None:
+        try:
+            super().build_extension(ext)  # type: ignore[arg-type]
+        except Exception as exc:
+            if MODE != "auto":
+                raise
+            _warn(f"could not build {getattr(ext, 'name', ext)} ({exc}); it stays pure Python")
+
+
+# setuptools runs this file for every PEP 517 hook; only wheel builds need the C code (mypyc
+# type-checks the whole import graph, which takes a while). Editable installs stay interpreted
+# unless MAILWARD_COMPILE=1: a compiled module next to its source would shadow later edits.
+BUILDING = any(cmd in sys.argv[1:] for cmd in ("bdist_wheel", "build_ext", "build")) or (
+    MODE == "1" and "editable_wheel" in sys.argv[1:]
+)
+
+
+def ext_modules() -> list[object]:
+    if MODE == "0" or not BUILDING:
+        return []
+    names = runpy.run_path(str(HERE / "src" / "mailward" / "speedups.py"))["COMPILED_MODULES"]
+    paths = ["src/" + name.replace(".", "/") + ".py" for name in names]
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        if MODE == "1":
+            raise
+        _warn("mypyc is not installed; installing the pure-Python build")
+        return []
+    # A stale extension from an earlier build (say of a module since dropped from the list)
+    # would be packed into the wheel and shadow the Python source: start from a clean build dir.
+    shutil.rmtree(HERE / "build", ignore_errors=True)
+    return list(mypycify(paths, opt_level="3", debug_level="0", group_name="mailward"))
+
+
+setup(ext_modules=ext_modules(), cmdclass={"build_ext": OptionalBuildExt})
