@@ -7,7 +7,10 @@ For each protocol (Postfix policy delegation, Dovecot auth policy over HTTP/1.1 
     are due on a fixed schedule and latency counts from the due time, so a stalled server is
     charged for the queue it causes (no coordinated omission);
 and the same for a null responder (answers DUNNO / {"status":0} with no logic) on the same stack:
-plain asyncio Protocol for Postfix, aiohttp for Dovecot.
+plain asyncio Protocol for Postfix, mailward's ``HttpServer`` (asyncio Protocol + httptools) for
+Dovecot. Saturated runs also record the server process's CPU time per request (utime + stime
+from /proc/PID/stat over the measured window) and the load generator's, so the figures stay
+honest when the generator, not the server, is the limit.
 
 The server runs in its own process (one core), the load generator in this one (the other core).
 mailward's servers run with the real detector engine (default [detectors] settings; ``--engine
@@ -117,8 +120,6 @@ def _serve(kind: str, port: int, ready: Any, cpu: int | None, freeze: bool, engi
 
 
 async def _serve_async(kind: str, port: int, ready: Any, freeze: bool, engine: str) -> None:
-    from aiohttp import web
-
     from mailward.config.model import DovecotPolicySettings, PostfixPolicySettings
     from mailward.decisions.model import Action, Decision
     from mailward.policy.backend import MemoryBackend
@@ -155,17 +156,13 @@ async def _serve_async(kind: str, port: int, ready: Any, freeze: bool, engine: s
         loop = asyncio.get_running_loop()
         await loop.create_server(_NullPostfix, "127.0.0.1", port)
     elif kind == "dovecot-null":
-        body = b'{"status":0,"msg":""}'
-
-        async def null(request: web.Request) -> web.Response:
-            await request.read()
-            return web.Response(body=body, content_type="application/json")
-
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", null)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            from mailward.policy.httpserver import HttpServer, Limits
+        except ImportError:  # a tree from before the httptools server: its stack was aiohttp
+            await _aiohttp_null(port)
+        else:
+            null = HttpServer("dovecot-null", _NullDovecot(), Limits())
+            await null.start("127.0.0.1", port)
     if freeze:
         # What docs/benchmarks.md recommends for the daemon: state loaded at start is moved out
         # of the cyclic GC's reach, so full collections stay short (one took 68 ms over 140k
@@ -174,6 +171,40 @@ async def _serve_async(kind: str, port: int, ready: Any, freeze: bool, engine: s
         gc.freeze()
     ready.set()
     await asyncio.Event().wait()
+
+
+async def _aiohttp_null(port: int) -> None:
+    from aiohttp import web
+
+    body = b'{"status":0,"msg":""}'
+
+    async def null(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", null)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+
+
+class _NullDovecot:
+    """The Dovecot server's HTTP stack with no logic: same parser, same limits, same framing;
+    reads the same header (the API key) and answers status 0 without looking at the body."""
+
+    wanted = frozenset({b"x-api-key"})
+
+    def __init__(self) -> None:
+        from mailward.policy.httpserver import Reply
+
+        self.reply = Reply(200, b'{"status":0,"msg":""}')
+
+    def head(self, method: bytes, target: bytes, headers: dict[bytes, bytes], peer: str) -> None:
+        return None
+
+    def answer(self, target: bytes, headers: dict[bytes, bytes], body: bytes, peer: str) -> Any:
+        return self.reply
 
 
 class _NullPostfix(asyncio.Protocol):
@@ -253,9 +284,25 @@ async def _connect(
     return conns
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_times() -> list[int]:
+    """The machine's /proc/stat cpu line: user nice system idle iowait irq softirq steal ..."""
+    with open("/proc/stat") as fh:
+        return [int(x) for x in fh.readline().split()[1:]]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (clock ticks, 10 ms on Linux)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 async def saturate(
-    port: int, reqs: list[bytes], conns: int, seconds: float, is_http: bool
-) -> float:
+    port: int, reqs: list[bytes], conns: int, seconds: float, is_http: bool, pid: int
+) -> dict[str, float]:
     done = 0
     idx = 0
     stop = False
@@ -273,14 +320,23 @@ async def saturate(
         c.send(reqs[idx % len(reqs)], 0.0)
     await asyncio.sleep(1.0)
     start_done, start = done, time.perf_counter()
+    server_cpu, own_cpu = cpu_seconds(pid), time.process_time()
     await asyncio.sleep(seconds)
-    rate = (done - start_done) / (time.perf_counter() - start)
+    n = done - start_done
+    rate = n / (time.perf_counter() - start)
+    server_cpu = cpu_seconds(pid) - server_cpu
+    own_cpu = time.process_time() - own_cpu
     stop = True
     await asyncio.sleep(0.2)
     for c in pool:
         assert c.transport is not None
         c.transport.close()
-    return rate
+    return {
+        "per_s": rate,
+        "server_cpu_us": server_cpu / n * 1e6,
+        "server_cpu_busy": server_cpu / seconds,  # 1.0: the server's core was saturated
+        "client_cpu_us": own_cpu / n * 1e6,
+    }
 
 
 async def fixed_load(
@@ -368,9 +424,12 @@ def run_one(
         is_http = kind.startswith("dovecot")
         result: dict[str, Any] = {"server": kind}
         if not loads:
-            result["saturated_per_s"] = round(
-                asyncio.run(saturate(port, reqs, args.conns, args.seconds, is_http)), 1
-            )
+            assert proc.pid is not None
+            sat = asyncio.run(saturate(port, reqs, args.conns, args.seconds, is_http, proc.pid))
+            result["saturated_per_s"] = round(sat["per_s"], 1)
+            result["server_cpu_us"] = round(sat["server_cpu_us"], 1)
+            result["server_cpu_busy"] = round(sat["server_cpu_busy"], 3)
+            result["client_cpu_us"] = round(sat["client_cpu_us"], 1)
             return result
         result["loads"] = [
             asyncio.run(fixed_load(port, reqs, rate, args.seconds, args.load_conns, is_http))
@@ -412,6 +471,7 @@ def main() -> None:
     if args.pin:
         os.sched_setaffinity(0, {0})
         args.server_cpu = 1
+    machine_before = cpu_times()
     pf = postfix_requests(20_000)
     dv = dovecot_requests(20_000)
     pairs = {"postfix": pf, "dovecot": dv}
@@ -421,14 +481,18 @@ def main() -> None:
             continue
         # Saturated throughput alternates real and null servers over several rounds (median),
         # so a neighbour's burst on a shared machine does not land on one side only.
-        rounds: dict[str, list[float]] = {proto: [], f"{proto}-null": []}
+        rounds: dict[str, list[dict[str, Any]]] = {proto: [], f"{proto}-null": []}
         for _ in range(args.rounds):
             for kind in rounds:
-                rounds[kind].append(run_one(kind, reqs, args, loads=False)["saturated_per_s"])
-        for kind, rates in rounds.items():
+                rounds[kind].append(run_one(kind, reqs, args, loads=False))
+        for kind, runs in rounds.items():
             r = run_one(kind, reqs, args, loads=True)
-            r["saturated_per_s"] = statistics.median(rates)
-            r["saturated_rounds"] = rates
+            r["saturated_per_s"] = statistics.median(x["saturated_per_s"] for x in runs)
+            r["saturated_rounds"] = [x["saturated_per_s"] for x in runs]
+            r["server_cpu_us"] = statistics.median(x["server_cpu_us"] for x in runs)
+            r["server_cpu_us_rounds"] = [x["server_cpu_us"] for x in runs]
+            r["server_cpu_busy_rounds"] = [x["server_cpu_busy"] for x in runs]
+            r["client_cpu_us"] = statistics.median(x["client_cpu_us"] for x in runs)
             results.append(r)
             print(json.dumps(r), flush=True)
     by = {r["server"]: r for r in results}
@@ -437,8 +501,17 @@ def main() -> None:
         for p in pairs
         if p in by
     }
+    # The same ratio from CPU time: what the server's core could do if the generator kept up.
+    ratios |= {
+        f"{p}_vs_null_by_cpu": round(by[f"{p}-null"]["server_cpu_us"] / by[p]["server_cpu_us"], 3)
+        for p in pairs
+        if p in by
+    }
+    spent = [b - a for a, b in zip(machine_before, cpu_times(), strict=False)]
     summary = {
         "python": sys.version.split()[0],
+        # a virtual machine's stolen time (another guest ran) shows up as latency spikes
+        "steal_share": round(spent[7] / max(1, sum(spent)), 3) if len(spent) > 7 else None,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "pinned": bool(args.pin),
@@ -450,14 +523,16 @@ def main() -> None:
     print(json.dumps(summary))
     print()
     print(
-        "| server | saturated req/s | "
+        "| server | saturated req/s | server CPU µs/req | "
         + " | ".join(f"{int(r)}/s p50 / p99 ms" for r in args.rates)
         + " |"
     )
-    print("|---|---:|" + "---:|" * len(args.rates))
+    print("|---|---:|---:|" + "---:|" * len(args.rates))
     for r in results:
         cells = " | ".join(f"{x['p50_ms']:.2f} / {x['p99_ms']:.2f}" for x in r["loads"])
-        print(f"| {r['server']} | {r['saturated_per_s']:,.0f} | {cells} |")
+        print(
+            f"| {r['server']} | {r['saturated_per_s']:,.0f} | {r['server_cpu_us']:.1f} | {cells} |"
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"summary": summary, "results": results}, fh, indent=2)

@@ -2,6 +2,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from ipaddress import ip_address
 
 import aiohttp
 import pytest
@@ -144,7 +145,9 @@ async def test_captured_dovecot_requests_are_all_accepted(session: aiohttp.Clien
         ("/?command=report", json.dumps({"remote": "999.1.1.1"}).encode(), "not an address"),
         ("/?command=frobnicate", b"{}", "unknown command"),
         ("/", b"{}", "unknown command"),
-        ("/?command=allow", b"{" + b" " * 20000 + b"}", "larger than"),
+        ("/x?command=allow&command=nope", b"{}", "unknown command"),
+        ("/?command=allow", json.dumps({"remote": 7}).encode(), "not a string"),
+        ("/?command=allow", json.dumps({"success": "yes"}).encode(), "booleans"),
     ],
 )
 async def test_malformed_requests_get_400_and_a_log_line(
@@ -161,6 +164,111 @@ async def test_malformed_requests_get_400_and_a_log_line(
         assert status == 400
         assert why in caplog.text
         assert (await post(session, srv, ALLOW, body()))[0] == 200
+    finally:
+        await srv.stop()
+
+
+async def test_oversized_body_gets_413_and_a_log_line(
+    session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    srv, _, _ = await started(max_body_bytes=1024)
+    try:
+        with caplog.at_level(logging.WARNING):
+            status, reply = await post(session, srv, ALLOW, b"{" + b" " * 2000 + b"}")
+        assert status == 413 and "larger than 1024" in str(reply)
+        assert "body over 1024 bytes" in caplog.text
+        assert (await post(session, srv, ALLOW, body()))[0] == 200
+    finally:
+        await srv.stop()
+
+
+async def test_only_post_is_served(session: aiohttp.ClientSession) -> None:
+    srv, _, _ = await started()
+    try:
+        async with session.get(f"http://127.0.0.1:{srv.port}{ALLOW}") as r:
+            assert r.status == 405 and r.headers["Allow"] == "POST"
+        assert srv.core.stats.bad_requests == 1 and srv.core.stats.allow == 0
+    finally:
+        await srv.stop()
+
+
+def raw(command: str, data: dict[str, object], extra: str = "") -> bytes:
+    payload = json.dumps(data).encode()
+    return (
+        f"POST /?command={command} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\n{extra}Content-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+
+
+async def read_json_replies(reader: asyncio.StreamReader, n: int) -> list[object]:
+    out = []
+    for _ in range(n):
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        out.append(json.loads(await reader.readexactly(length)))
+    return out
+
+
+async def test_pipelined_allow_and_reports_are_answered_and_processed_in_order() -> None:
+    srv, backend, events = await started()
+    backend.apply(Decision(0, "192.0.2.9", Action.BAN, "manual"))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        burst = [raw("allow", body()), raw("allow", body(remote="192.0.2.9"))]
+        burst += [raw("report", body(success=False, pwhash=f"{i:04x}")) for i in range(3)]
+        burst += [raw("allow", body(remote="192.0.2.9")), raw("allow", body(remote="192.0.2.1"))]
+        writer.write(b"".join(burst))  # one write: seven requests
+        replies = await read_json_replies(reader, 7)
+        assert [r["status"] for r in replies] == [0, -1, 0, 0, 0, -1, 0]  # type: ignore[index]
+        await asyncio.sleep(0.01)
+        assert [(e.origin.source, e.ip) for e in events] == [
+            ("dovecot-policy", ip_address("198.51.100.7"))
+        ] * 3
+        writer.write(raw("allow", body()))  # three failures: banned by the backend
+        assert (await read_json_replies(reader, 1))[0] == {
+            "status": -1,
+            "msg": "Authentication failed",
+        }
+        writer.close()
+    finally:
+        await srv.stop()
+
+
+async def test_a_client_gone_mid_body_changes_nothing() -> None:
+    srv, _, events = await started()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(raw("report", body(success=False))[:-10])
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        writer.transport.abort()
+        await asyncio.sleep(0.02)
+        assert srv.core.stats.reports == 0 and srv.pending() == 0 and events == []
+        assert len(srv.http.connections) == 0
+    finally:
+        await srv.stop()
+
+
+async def test_latency_goes_to_the_metrics_histogram(session: aiohttp.ClientSession) -> None:
+    from mailward.notify.metrics import Metrics
+
+    metrics = Metrics()
+    srv = DovecotPolicyServer(
+        DovecotPolicySettings(port=0),
+        backend=MemoryBackend(),
+        clock=ManualClock(1),
+        metrics=metrics,
+    )
+    await srv.start()
+    try:
+        for _ in range(3):
+            await post(session, srv, ALLOW, body())
+        hist = metrics.policy_latency.labels(server="dovecot")
+        count = next(
+            s.value for m in hist.collect() for s in m.samples if s.name.endswith("_count")
+        )
+        assert count == 3
     finally:
         await srv.stop()
 

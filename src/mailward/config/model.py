@@ -376,7 +376,32 @@ class DovecotPolicySettings(Section):
         description="Do not feed the detectors a failure that repeats the same wrong password from "
         "the same IP for the same login (a stale client, not a guess).",
     )
-    max_body_bytes: int = Field(16384, ge=256, description="Largest request body accepted.")
+    max_body_bytes: int = Field(
+        16384, ge=256, description="Largest request body accepted (larger: 413, connection closed)."
+    )
+    max_header_bytes: int = Field(
+        8192,
+        ge=1024,
+        description="Largest request line plus headers accepted (larger: 431, connection closed).",
+    )
+    max_connections: int = Field(
+        256,
+        ge=1,
+        description="Simultaneous HTTP connections; more are answered 503 and closed (Dovecot's "
+        "auth process keeps a few).",
+    )
+    request_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds from a request's first byte to its last; a slower one gets 408 and "
+        "its connection is closed (slowloris).",
+    )
+    idle_timeout: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds a keep-alive connection may wait for its next request before it is "
+        "closed.",
+    )
     report_queue: int = Field(
         10000, ge=1, description="Reports waiting to be processed before new ones are dropped."
     )

@@ -224,11 +224,13 @@ class Ledger:
 
     def covering(self, ip: IPAddress, now: float) -> Decision | None:
         """The active ban on ``ip`` or on a prefix containing it (longest expiry wins)."""
-        if isinstance(ip, IPv4Address):
-            version, bits = 4, 32
-        else:
-            version, bits = 6, 128
-        value = int(ip)
+        found = self.covering_row(4 if isinstance(ip, IPv4Address) else 6, int(ip), now)
+        return None if found is None else _decision(*found)
+
+    def covering_row(self, version: int, value: int, now: float) -> tuple[Slot, _Row] | None:
+        """``covering`` for an address given as ints, as the raw row: the in-line check asks
+        this for every request and needs a ``Decision`` only when there is a ban."""
+        bits = 32 if version == 4 else 128
         best: tuple[Slot, _Row] | None = None
         for plen, table in self._nets[version].items():
             if not table:
@@ -242,7 +244,7 @@ class Ledger:
                 continue
             if best is None or until is None or (best[1][1] is not None and until > best[1][1]):
                 best = ((version, plen, base), row)
-        return None if best is None else _decision(*best)
+        return best
 
     def user(self, name: str, now: float) -> Decision | None:
         """The active protection of username ``name``, if any."""
@@ -272,6 +274,11 @@ def _target(slot: Slot) -> str:
         return address if prefixlen == 32 else f"{address}/{prefixlen}"
     address = str(IPv6Address(value))
     return address if prefixlen == 128 else f"{address}/{prefixlen}"
+
+
+def row_decision(slot: Slot, row: _Row) -> Decision:
+    """The ``Decision`` a ledger row stands for (rebuilt when read: rows stay compact)."""
+    return _decision(slot, row)
 
 
 def _decision(slot: Slot, row: _Row) -> Decision:

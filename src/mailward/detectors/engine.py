@@ -16,7 +16,7 @@ from socket import inet_ntoa
 from typing import Any
 
 from mailward.config.model import DetectorSettings, Settings
-from mailward.decisions.ledger import Ledger
+from mailward.decisions.ledger import Ledger, row_decision
 from mailward.decisions.model import USER_PREFIX, Action, Decision
 from mailward.detectors.base import Source, canonical_user
 from mailward.detectors.decide import Decider
@@ -231,25 +231,32 @@ class Engine:
             return ALLOW
         if isinstance(ip, str):
             ip = normalise_ip(ip)
-        if ip in self.exempt:
+        # The address as ints once: the exempt test, the ban lookup and the state keys all
+        # want them, and this runs for every in-line question.
+        value = int(ip)
+        if isinstance(ip, IPv4Address):
+            version, key = 4, value
+        else:
+            version, key = 6, value | _V6
+        if self.exempt.networks and self.exempt.holds(version, value):
             return ALLOW
-        banned = self.ledger.covering(ip, now)
-        if banned is not None:
+        found = self.ledger.covering_row(version, value, now)
+        if found is not None:
+            banned = row_decision(*found)
             return Verdict(False, reason=f"banned ({banned.rule})", decision=banned)
         if self.georule.active and self.geo is not None:
             asn = self.geo.asn(ip)
             why = self.georule.refuses(self.geo.country(ip), None if asn is None else asn[0])
             if why is not None:
                 return Verdict(False, reason=why)
-        user = canonical_user(username)
-        key = ip_key(ip)
+        user = None if username is None else canonical_user(username)
         if user is not None and self.state.marked(ATTACK, user, now) is not None:
             cfg = self.settings
             src = Source(
                 ip=ip,
                 key=key,
                 prefix=prefix_key(ip, cfg.prefix_v4, cfg.prefix_v6),
-                prefixlen=cfg.prefix_v4 if ip.version == 4 else cfg.prefix_v6,
+                prefixlen=cfg.prefix_v4 if version == 4 else cfg.prefix_v6,
             )
             if not self.distributed.is_known_good(self.state, user, src, now):
                 self.decider.touch(user, now)  # every rejected attempt extends the protection

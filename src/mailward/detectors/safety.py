@@ -63,9 +63,12 @@ class Exempt:
             self._index[net.version].setdefault(net.prefixlen, set()).add(int(net.network_address))
 
     def __contains__(self, ip: IPAddress) -> bool:
-        bits = 32 if ip.version == 4 else 128
-        value = int(ip)
-        for plen, nets in self._index[ip.version].items():
+        return self.holds(ip.version, int(ip))
+
+    def holds(self, version: int, value: int) -> bool:
+        """``in`` for an address given as ints."""
+        bits = 32 if version == 4 else 128
+        for plen, nets in self._index[version].items():
             if value >> (bits - plen) << (bits - plen) in nets:
                 return True
         return False

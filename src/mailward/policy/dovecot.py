@@ -1,4 +1,4 @@
-"""Dovecot auth-policy HTTP server (``auth_policy_server_url``) on aiohttp.
+"""Dovecot auth-policy HTTP server (``auth_policy_server_url``) on ``httptools`` + asyncio.
 
 ``POST <any path>?command=allow|report`` with a JSON body, optionally guarded by an API-key header
 and/or HTTP Basic auth. ``allow`` is answered from memory at once; ``report`` is acknowledged at
@@ -15,11 +15,9 @@ import hmac
 import json
 import logging
 from collections import deque
-from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
 
 from mailward.clock import Clock, SystemClock
 from mailward.config.model import DovecotPolicySettings
@@ -32,16 +30,23 @@ from mailward.policy.backend import (
     bind_host,
 )
 from mailward.policy.dovecot_rules import AuthRequest, DovecotPolicy
+from mailward.policy.httpserver import HttpServer, Limits, Reply, text_reply
 
 if TYPE_CHECKING:
     from mailward.notify.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-_JSON = "application/json"
 _STATUS_BODIES = {n: json.dumps({"status": n, "msg": ""}).encode() for n in range(0, 61)}
 _REFUSE_BODY = json.dumps({"status": -1, "msg": "Authentication failed"}).encode()
+_STATUS_REPLIES = {n: Reply(200, body) for n, body in _STATUS_BODIES.items()}
+_REFUSE_REPLY = Reply(200, _REFUSE_BODY)
+_OK = _STATUS_REPLIES[0]
+_UNAUTHORIZED = text_reply(401, "unauthorized")
+_NOT_POST = text_reply(405, "only POST is served", b"Allow: POST\r\n")
 _DRAIN_BATCH = 256
+# What Dovecot sends with auth_policy_server_url = http://host:port/ : no query to split.
+_TARGETS = {b"/?command=allow": b"allow", b"/?command=report": b"report"}
 
 
 def status_body(status: int) -> bytes:
@@ -50,12 +55,30 @@ def status_body(status: int) -> bytes:
     return _STATUS_BODIES.get(status) or json.dumps({"status": status, "msg": ""}).encode()
 
 
+def status_reply(status: int) -> Reply:
+    if status < 0:
+        return _REFUSE_REPLY
+    return _STATUS_REPLIES.get(status) or Reply(200, status_body(status))
+
+
+def command_of(target: bytes) -> bytes | None:
+    """The ``command`` query parameter: Dovecot appends ``?command=...`` (or ``command=...``
+    after a URL that ends in ``&``); the last one wins, like a query dict's."""
+    command = _TARGETS.get(target)
+    if command is not None:
+        return command
+    for part in target.partition(b"?")[2].split(b"&"):
+        if part.startswith(b"command="):
+            command = part[8:]
+    return command
+
+
 class DovecotPolicyServer:
     """The Dovecot policy component: ``start(daemon)`` binds ``host:port``, ``stop()`` closes.
 
     Given nothing, it takes the daemon's engine (``check``/``observe``), clock, event intake
     (``submit_event``, so reports reach the store and every detector like log lines do) and
-    decision intake (``submit_decisions``).
+    decision intake (``submit_decisions``). It is the ``Handler`` of its ``HttpServer``.
     """
 
     name = "policy-dovecot"
@@ -82,18 +105,27 @@ class DovecotPolicyServer:
         self._feed = feed
         self._core: DovecotPolicy | None = None
         self._link: HostLink | None = None
-        self._runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self._pending: deque[tuple[AuthRequest, float]] = deque()
         self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.addresses: list[Any] = []
+        self._api_header = settings.api_header.lower().encode("latin-1")
         self._api_key = (
             settings.api_key.get_secret_value().encode() if settings.api_key is not None else None
         )
         self._basic: bytes | None = None
+        self._basic_header = b""
         if settings.basic_user is not None:
             password = settings.basic_password.get_secret_value() if settings.basic_password else ""
             self._basic = f"{settings.basic_user}:{password}".encode()
+            self._basic_header = b"Basic " + base64.b64encode(self._basic)
+        wanted = set()
+        if self._api_key is not None:
+            wanted.add(self._api_header)
+        if self._basic is not None:
+            wanted.add(b"authorization")
+        self.wanted = frozenset(wanted)
 
     @property
     def core(self) -> DovecotPolicy:
@@ -102,13 +134,24 @@ class DovecotPolicyServer:
         return self._core
 
     @property
+    def http(self) -> HttpServer:
+        if self._http is None:
+            raise RuntimeError("DovecotPolicyServer not started")
+        return self._http
+
+    @property
     def port(self) -> int:
         return int(self.addresses[0][1])
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.max_body_bytes)
-        app.router.add_post("/{tail:.*}", self._handle)
-        return app
+    def limits(self) -> Limits:
+        s = self.settings
+        return Limits(
+            max_body=s.max_body_bytes,
+            max_head=s.max_header_bytes,
+            max_connections=s.max_connections,
+            request_timeout=s.request_timeout,
+            idle_timeout=s.idle_timeout,
+        )
 
     async def start(self, daemon: object | None = None) -> None:
         link = bind_host(
@@ -121,22 +164,20 @@ class DovecotPolicyServer:
         )
         link.start()
         self._loop = asyncio.get_running_loop()
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self.settings.host, self.settings.port, reuse_address=True)
+        http = HttpServer("dovecot policy", self, self.limits(), observe=self._observe)
         try:
-            await site.start()
+            await http.start(self.settings.host, self.settings.port)
         except OSError:
-            await runner.cleanup()
+            await link.stop()
+            self._link = None
             raise
-        self._runner = runner
-        self.addresses = list(runner.addresses)
+        self._http = http
+        self.addresses = list(http.addresses)
         log.info("dovecot policy server listening on %s", self.addresses)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._http is not None:
+            await self._http.stop()
         while self._pending:  # what was acknowledged is still processed
             self._drain()
         self.addresses = []
@@ -144,72 +185,67 @@ class DovecotPolicyServer:
             await self._link.stop()
             self._link = None
 
-    # -- HTTP --------------------------------------------------------------------------------
+    # -- HTTP (the Handler) ------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        observe = self._observe
-        if observe is None:
-            return await self._answer(request)
-        start = perf_counter()
-        try:
-            return await self._answer(request)
-        finally:
-            observe(perf_counter() - start)
+    def head(
+        self, method: bytes, target: bytes, headers: dict[bytes, bytes], peer: str
+    ) -> Reply | None:
+        """Refuse what the body cannot change: method, command, credentials."""
+        if method != b"POST":
+            self.core.stats.bad_requests += 1
+            log.warning("dovecot policy: bad request from %s: method %r", peer, method[:20])
+            return _NOT_POST
+        command = command_of(target)
+        if command != b"allow" and command != b"report":
+            shown = None if command is None else command.decode("latin-1")
+            return self._bad(peer, f"unknown command {str(shown)[:40]!r}")
+        if not self._authorized(headers):
+            self.core.stats.unauthorized += 1
+            log.warning("dovecot policy: unauthorized request from %s", peer)
+            return _UNAUTHORIZED
+        return None
 
-    async def _answer(self, request: web.Request) -> web.Response:
+    def answer(self, target: bytes, headers: dict[bytes, bytes], body: bytes, peer: str) -> Reply:
         core = self.core
-        # Dovecot appends "?command=..." (or "command=..." after a URL ending in "&"); reading
-        # the raw query is far cheaper than building yarl's query MultiDict per request.
-        command = None
-        for part in request.query_string.split("&"):
-            if part.startswith("command="):
-                command = part[8:]
-        if command not in ("allow", "report"):
-            return self._bad(request, f"unknown command {str(command)[:40]!r}")
-        if not self._authorized(request):
-            core.stats.unauthorized += 1
-            log.warning("dovecot policy: unauthorized request from %s", request.remote)
-            return web.Response(status=401, text="unauthorized\n")
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._bad(request, f"body larger than {self.settings.max_body_bytes} bytes")
         try:
             # orjson: a third of json.loads' cost per request; strict UTF-8 and RFC 8259 JSON.
-            req = AuthRequest.from_json(orjson.loads(raw))
+            req = AuthRequest.from_json(orjson.loads(body))
         except ValueError as exc:  # orjson.JSONDecodeError, bad UTF-8 included
-            return self._bad(request, f"body is not JSON: {exc}")
+            return self._bad(peer, f"body is not JSON: {exc}")
         except ProtocolError as exc:
-            return self._bad(request, str(exc))
+            return self._bad(peer, str(exc))
         now = self.clock.now()
-        if command == "allow":
+        if command_of(target) == b"allow":
             try:
                 status = core.allow(req, now)
             except Exception:
                 core.stats.errors += 1
                 log.exception("dovecot policy: allow failed; answering 0")
-                status = 0
-            return web.Response(body=status_body(status), content_type=_JSON)
+                return _OK
+            return _STATUS_REPLIES[0] if status == 0 else status_reply(status)
         self._enqueue(req, now)
-        return web.Response(body=_STATUS_BODIES[0], content_type=_JSON)
+        return _OK
 
-    def _bad(self, request: web.Request, why: str) -> web.Response:
+    def _bad(self, peer: str, why: str) -> Reply:
         self.core.stats.bad_requests += 1
-        log.warning("dovecot policy: bad request from %s: %s", request.remote, why)
-        return web.Response(status=400, text=f"bad request: {why}\n")
+        log.warning("dovecot policy: bad request from %s: %s", peer, why)
+        return text_reply(400, f"bad request: {why}")
 
-    def _authorized(self, request: web.Request) -> bool:
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         if self._api_key is not None:
-            got = request.headers.get(self.settings.api_header, "").encode()
+            got = headers.get(self._api_header, b"")
             if not hmac.compare_digest(got, self._api_key):
                 return False
         if self._basic is not None:
-            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+            value = headers.get(b"authorization", b"")
+            if hmac.compare_digest(value, self._basic_header):
+                return True  # the canonical form, as Dovecot sends it: no decoding
+            scheme, _, encoded = value.partition(b" ")
             try:
-                given = base64.b64decode(value.strip(), validate=True)
+                given = base64.b64decode(encoded.strip(), validate=True)
             except (binascii.Error, ValueError):
                 return False
-            if scheme.lower() != "basic" or not hmac.compare_digest(given, self._basic):
+            if scheme.lower() != b"basic" or not hmac.compare_digest(given, self._basic):
                 return False
         return True
 
@@ -246,3 +282,6 @@ class DovecotPolicyServer:
 
     def pending(self) -> int:
         return len(self._pending)
+
+
+__all__ = ["DovecotPolicyServer", "command_of", "status_body", "status_reply"]
