@@ -20,6 +20,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "mailward.parsers.correlate",
     "mailward.parsers.pipeline",
     "mailward.sources.files",
+    "mailward.analyze.counting",
     "mailward.analyze.aggregate",
 )
 

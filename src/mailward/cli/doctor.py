@@ -30,6 +30,8 @@ LIBRARIES = {
     "click": "click",
     "pydantic": "pydantic",
     "aiohttp": "aiohttp",
+    "httptools": "httptools",
+    "orjson": "orjson",
     "aiosmtplib": "aiosmtplib",
     "apprise": "apprise",
     "prometheus_client": "prometheus-client",

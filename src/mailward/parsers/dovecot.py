@@ -235,21 +235,23 @@ class DovecotParser:
         e = _PASSDB_END.search(msg, start)
         if e is None:
             return None
-        if _PASSDB_END.search(msg, e.end()) is not None:
+        first, end = e.span()  # one call: match methods are generic calls, even compiled
+        if _PASSDB_END.search(msg, end) is not None:
             return R_AMBIGUOUS, None
-        classified = _passdb_reason(msg[e.end() :])
+        classified = _passdb_reason(msg[end:])
         if classified is None:
             return None
         name, reason = classified
         if name == R_POLICY_INFO:
             return name, None
+        address, session = e.groups()
         return name, make_failure(
             ts=ts,
             service=Service.UNKNOWN,
-            ip=self.ips.get(e[1]),
-            username=msg[start : e.start()] or None,
+            ip=self.ips.get(address),
+            username=msg[start:first] or None,
             reason=reason,
-            session=e[2] or None,
+            session=session or None,
         )
 
     def _auth24(self, ts: float, msg: str) -> _Result | None:

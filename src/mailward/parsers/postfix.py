@@ -261,13 +261,14 @@ class PostfixParser:
         if m is None:
             return None
         tail = msg[m.end() :]
+        _, address, mech = m.groups()
         service = self._services.get(program) or self._service(program)
         session = f"{host}:{program}[{pid}]"
         if tail.startswith("Connection lost to authentication server"):
             return R_SASL_AUTH_SERVER, make_auth_error(
                 ts=ts,
                 service=service,
-                ip=self.ips.get(m[2]),
+                ip=self.ips.get(address),
                 username=_sasl_username(tail),
                 detail="Connection lost to authentication server",
                 session=session,
@@ -275,9 +276,9 @@ class PostfixParser:
         return R_SASL_FAILED, make_auth_failure(
             ts=ts,
             service=service,
-            ip=self.ips.get(m[2]),
+            ip=self.ips.get(address),
             username=_sasl_username(tail),
-            mechanism=m[3].upper(),
+            mechanism=mech.upper(),
             reason=FailReason.UNSPECIFIED,
             session=session,
         )
