@@ -84,3 +84,10 @@ def test_env_override_of_nested_section(tmp_path: Path) -> None:
 def test_unknown_env_setting_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="MAILWARD_ANALYZE_NOPE"):
         load(write(tmp_path, ""), env={"MAILWARD_ANALYZE_NOPE": "1"})
+
+
+def test_build_and_test_switches_are_not_settings(tmp_path: Path) -> None:
+    env = {"MAILWARD_COMPILE": "1", "MAILWARD_EXPECT_COMPILED": "1"}
+    assert load(write(tmp_path, ""), env=env) == load(write(tmp_path, ""), env={})
+    with pytest.raises(ConfigError, match="MAILWARD_COMPILED"):
+        load(write(tmp_path, ""), env={"MAILWARD_COMPILED": "1"})

@@ -19,6 +19,10 @@ from mailward.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/mailward/mailward.toml")
 ENV_PREFIX = "MAILWARD_"
+# MAILWARD_* variables that are not settings: the config path, the build switch of setup.py and
+# the test suite's check that it runs the compiled build. Any other unknown name is an error
+# (a typo must not silently leave a setting at its default).
+NOT_SETTINGS = frozenset({"MAILWARD_CONFIG", "MAILWARD_COMPILE", "MAILWARD_EXPECT_COMPILED"})
 
 
 def _parse_scalar(text: str) -> Any:
@@ -78,7 +82,7 @@ def _env_path(model: type[BaseModel], rest: str) -> str | None:
 
 def _env_overrides(env: Mapping[str, str]) -> Iterable[tuple[str, Any]]:
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == "MAILWARD_CONFIG":
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         path = _env_path(Settings, rest)
