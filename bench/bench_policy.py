@@ -207,7 +207,13 @@ class _NullDovecot:
         return self.reply
 
 
-class _NullPostfix(asyncio.Protocol):
+try:  # the servers' read path (one reused buffer per connection); older trees: plain Protocol
+    from mailward.policy.buffered import ReusedReadBuffer as _NullBase
+except ImportError:
+    _NullBase = asyncio.Protocol  # type: ignore[assignment,misc]
+
+
+class _NullPostfix(_NullBase):  # type: ignore[misc,valid-type]
     """Same framing work as the real server (buffer, find the blank line), no parsing, no logic."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -215,7 +221,7 @@ class _NullPostfix(asyncio.Protocol):
         self.transport = transport
         self.buf = bytearray()
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         self.buf += data
         while (end := self.buf.find(b"\n\n")) >= 0:
             del self.buf[: end + 2]

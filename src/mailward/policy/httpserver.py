@@ -22,6 +22,8 @@ from httptools import (
     HttpRequestParser,
 )
 
+from mailward.policy.buffered import ReusedReadBuffer
+
 log = logging.getLogger(__name__)
 
 _REASONS = {
@@ -112,7 +114,7 @@ class _Refuse(Exception):
         self.reply = reply
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(ReusedReadBuffer):
     __slots__ = (
         "server",
         "transport",
@@ -132,6 +134,7 @@ class _Connection(asyncio.Protocol):
     )
 
     def __init__(self, server: HttpServer) -> None:
+        super().__init__()
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.parser = HttpRequestParser(self)
@@ -185,7 +188,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.closing:
             self.transport.resume_reading()
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         if self.closing:
             return
         if self.in_head:

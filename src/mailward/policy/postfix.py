@@ -23,6 +23,7 @@ from mailward.config.model import PostfixPolicySettings
 from mailward.errors import ProtocolError
 from mailward.events import Event
 from mailward.policy.backend import DecisionSink, HostLink, PolicyBackend, bind_host
+from mailward.policy.buffered import ReusedReadBuffer
 from mailward.policy.postfix_rules import CountryLookup, PostfixPolicy
 
 if TYPE_CHECKING:
@@ -65,10 +66,11 @@ def encode_action(action: str) -> bytes:
     return b"action=" + clean.encode("utf-8", "replace") + b"\n\n"
 
 
-class _PolicyConnection(asyncio.Protocol):
+class _PolicyConnection(ReusedReadBuffer):
     __slots__ = ("server", "transport", "buf", "peer")
 
     def __init__(self, server: PostfixPolicyServer) -> None:
+        super().__init__()
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
@@ -83,7 +85,7 @@ class _PolicyConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         buf = self.buf
         buf += data
         limit = self.server.settings.max_request_bytes
