@@ -29,7 +29,11 @@ def _warn(message: str) -> None:
 
 
 class OptionalBuildExt(build_ext):
-    """In ``auto`` mode a failed C build leaves the pure-Python modules in place."""
+    """In ``auto`` mode a failed C build leaves the pure-Python modules in place: all of them.
+
+    The compiled modules share one library (``mailward__mypyc``); a wheel holding some of the
+    per-module shims but not that library would fail at import, so one failure drops them all.
+    """
 
     def run(self) -> None:
         try:
@@ -37,15 +41,9 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:  # the compiler's many error types; re-raised unless auto
             if MODE != "auto":
                 raise
+            for ext in self.extensions:
+                Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
             _warn(f"compiling with mypyc failed ({exc}); installing the pure-Python build")
-
-    def build_extension(self, ext: object) -> None:
-        try:
-            super().build_extension(ext)  # type: ignore[arg-type]
-        except Exception as exc:
-            if MODE != "auto":
-                raise
-            _warn(f"could not build {getattr(ext, 'name', ext)} ({exc}); it stays pure Python")
 
 
 # setuptools runs this file for every PEP 517 hook; only wheel builds need the C code (mypyc
