@@ -1,9 +1,14 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import types
+import typing
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailward.events import (
     ALL_EVENTS,
@@ -53,3 +58,46 @@ def test_json_shape() -> None:
     assert out["username"] == "info@example.org"
     assert out["reason"] == "bad_password"
     assert (out["file"], out["line"]) == ("mail.log", 7)
+
+
+def test_optional_field_types_survive_compilation() -> None:
+    # mypyc turns an inline union annotation into ``type`` (events.py docstring): optional
+    # fields use the quoted Opt* aliases. Caught here in either build.
+    for cls in (*ALL_EVENTS, Origin):
+        for klass in cls.__mro__:
+            for name, ann in vars(klass).get("__annotations__", {}).items():
+                assert not isinstance(ann, types.UnionType), f"{klass.__name__}.{name}"
+        for name, hint in typing.get_type_hints(cls).items():
+            assert hint is not type, f"{cls.__name__}.{name}"
+
+
+def _reference_normalise(text: str) -> IPv4Address | IPv6Address:
+    addr = ipaddress.ip_address(text.split("%", 1)[0])
+    if isinstance(addr, IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+_ADDRESSY = st.text(alphabet="0123456789abcdef.:%lo \x00٣", max_size=24)
+
+
+@given(
+    st.one_of(
+        _ADDRESSY,
+        st.ip_addresses().map(str),
+        st.ip_addresses(v=6).map(lambda a: f"{a}%eth0"),
+        st.tuples(*[st.integers(0, 300)] * 4).map(lambda t: ".".join(map(str, t))),
+        st.tuples(*[st.text("0123456789", min_size=1, max_size=4)] * 4).map(".".join),
+    )
+)
+def test_normalise_ip_agrees_with_ipaddress(text: str) -> None:
+    try:
+        expected: IPv4Address | IPv6Address | None = _reference_normalise(text)
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValueError):
+            normalise_ip(text)
+    else:
+        got = normalise_ip(text)
+        assert got == expected and type(got) is type(expected)

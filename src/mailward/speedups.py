@@ -12,6 +12,8 @@ import importlib.machinery
 import importlib.util
 
 COMPILED_MODULES: tuple[str, ...] = (
+    "mailward.events",
+    "mailward.factories",
     "mailward.parsers.base",
     "mailward.parsers.envelope",
     "mailward.parsers.postfix",

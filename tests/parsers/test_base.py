@@ -1,4 +1,4 @@
-"""Shared parser machinery: fast event builders, the IP cache, the rule registry, stats."""
+"""Shared parser machinery: the IP cache, the rule registry, stats."""
 
 from __future__ import annotations
 
@@ -6,28 +6,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 import pytest
 
-from mailward.events import ALL_EVENTS, AuthFailure, FailReason, Origin, Service
-from mailward.parsers.base import RULES, IPCache, ParseStats, fast_factory, rule
-
-
-def test_fast_factory_builds_equal_events() -> None:
-    make = fast_factory(AuthFailure)
-    ip = IPv4Address("192.0.2.1")
-    fast = make(ts=1.0, service=Service.SMTP, ip=ip, username="u", reason=FailReason.BAD_PASSWORD)
-    slow = AuthFailure(
-        ts=1.0, service=Service.SMTP, ip=ip, username="u", reason=FailReason.BAD_PASSWORD
-    )
-    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
-    with pytest.raises(AttributeError):
-        fast.username = "x"  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        make(ts=1.0)  # required fields stay required
-
-
-def test_fast_factory_covers_the_catalogue() -> None:
-    for cls in ALL_EVENTS:
-        fast_factory(cls)
-    assert fast_factory(Origin)(source="f", line=3) == Origin("f", 3)
+from mailward.parsers.base import RULES, IPCache, ParseStats, rule
 
 
 def test_ip_cache_normalises_and_honours_trusted_proxies() -> None:

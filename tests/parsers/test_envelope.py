@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailward.parsers.envelope import DOVECOT_LOGPATH, HeaderParser, resolve_zone
 
@@ -90,3 +92,63 @@ def test_resolve_zone() -> None:
     assert resolve_zone("UTC") is UTC
     assert resolve_zone("Europe/Berlin") == ZoneInfo("Europe/Berlin")
     assert resolve_zone("local") is not None
+
+
+_ZONES = (
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Australia/Lord_Howe",  # 30-minute DST shift
+    "America/Sao_Paulo",  # historical changes at midnight
+    "Pacific/Apia",  # skipped 2011-12-30 entirely
+    "Asia/Kathmandu",  # +05:45
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    zone=st.sampled_from(_ZONES),
+    when=st.datetimes(min_value=datetime(1995, 1, 1), max_value=datetime(2035, 12, 31)),
+    near_change=st.booleans(),
+)
+def test_minute_base_matches_zoneinfo_minute_by_minute(
+    zone: str, when: datetime, near_change: bool
+) -> None:
+    # The per-day shortcut must give exactly what a per-minute zone conversion gives.
+    tz = resolve_zone(zone)
+    parser = HeaderParser(tz, now=0)
+    if near_change:  # walk a whole day around a transition of this zone, if there is one
+        when = when.replace(month=3 if when.month < 7 else 10, day=min(when.day, 28))
+    for minute in range(0, 24 * 60, 7 if near_change else 997):
+        h, m = divmod(minute, 60)
+        try:
+            expected = datetime(when.year, when.month, when.day, h, m, tzinfo=tz).timestamp()
+        except ValueError:
+            with pytest.raises(ValueError):
+                parser._minute_base(when.year, when.month, when.day, h, m)
+            continue
+        assert parser._minute_base(when.year, when.month, when.day, h, m) == expected
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [
+        ("Europe/Berlin", (2025, 3, 30)),
+        ("Europe/Berlin", (2025, 10, 26)),
+        ("America/New_York", (2025, 3, 9)),
+        ("America/New_York", (2025, 11, 2)),
+        ("Australia/Lord_Howe", (2025, 4, 6)),
+        ("Australia/Lord_Howe", (2025, 10, 5)),
+        ("America/Sao_Paulo", (2018, 11, 4)),
+        ("Pacific/Apia", (2011, 12, 29)),
+        ("Pacific/Apia", (2011, 12, 30)),
+        ("Pacific/Apia", (2011, 12, 31)),
+    ],
+)
+def test_minute_base_on_transition_days(zone: str, day: tuple[int, int, int]) -> None:
+    tz = resolve_zone(zone)
+    parser = HeaderParser(tz, now=0)
+    for minute in range(24 * 60):
+        h, m = divmod(minute, 60)
+        expected = datetime(*day, h, m, tzinfo=tz).timestamp()
+        assert parser._minute_base(*day, h, m) == expected, (h, m)

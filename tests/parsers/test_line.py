@@ -241,3 +241,31 @@ def test_parse_block_envelope_cut_matches_parse_at(
     general = c.parse(line, Origin("f", 1))
     assert general == expected
     assert c.last_rule == a.last_rule
+
+
+_SECONDS = ("08", "09", "59", "60", "61", "0x", " 5", "5 ", "+1", "\u0663\u0663", "-1")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(("Nov 21 10:15", "Nov 21 10:16", "Dec 31 23:59", "Jan  1 00:00")),
+            st.sampled_from(_SECONDS),
+            st.sampled_from(_MESSAGES[:5]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_parse_block_minute_reuse_matches_parse_at(
+    parts: list[tuple[str, str, str]],
+) -> None:
+    """The bulk path reuses the previous line's minute and reads the seconds digit by digit:
+    runs of one minute, odd second fields and a year rollover must read as ``parse_at`` does."""
+    lines = [f"{minute}:{sec} mx1 postfix/smtpd[12]: {msg}" for minute, sec, msg in parts]
+    a = LineParser(ParsingSettings(timezone="Europe/Berlin"), now=REFERENCE_NOW)
+    b = LineParser(ParsingSettings(timezone="Europe/Berlin"), now=REFERENCE_NOW)
+    expected = [e for n, line in enumerate(lines, 1) if (e := a.parse_at(line, "f", n))]
+    assert b.parse_block(lines, "f", 1) == expected
+    assert a.stats == b.stats

@@ -1,19 +1,18 @@
-"""What every message parser shares: the rule registry, parse statistics, fast event builders
-and the cached IP parser that applies ``parsing.trusted_proxies``.
+"""What every message parser shares: the rule registry, parse statistics and the cached IP
+parser that applies ``parsing.trusted_proxies``.
 
 Each parser rule has a name in ``RULES``; golden samples (tests/data/logs) must exercise every one.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from mailward.config.model import Network
-from mailward.events import Event, IPAddress, Origin, normalise_ip
+from mailward.events import IPAddress, normalise_ip
 
 # name -> one-line description; filled by each parser module at import time (a constant table,
 # not configuration), and checked by tests against the golden samples and docs/events.md.
@@ -60,46 +59,6 @@ class ParseStats:
             "by_kind": dict(sorted(self.by_kind.items())),
             "by_rule": dict(sorted(self.by_rule.items())),
         }
-
-
-E = TypeVar("E", bound=Event | Origin)
-
-
-def fast_factory(cls: type[E]) -> Callable[..., E]:
-    """A constructor for a frozen slotted event that skips the dataclass ``__init__``.
-
-    Frozen dataclasses set each field through ``object.__setattr__``; this builder writes the
-    slots directly and is about 3x faster, which matters at a million lines. It takes the same
-    keyword arguments, in field order, with the same defaults; the result compares equal to one
-    built normally. Only for classes whose fields have plain defaults (no factories).
-    """
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type,unused-ignore]
-    params: list[str] = []
-    body: list[str] = []
-    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    for f in fields:
-        if f.default is not dataclasses.MISSING:
-            ns[f"_d_{f.name}"] = f.default
-            params.append(f"{f.name}=_d_{f.name}")
-        elif f.default_factory is not dataclasses.MISSING:
-            raise TypeError(f"{cls.__name__}.{f.name}: default factories are not supported")
-        else:
-            params.append(f.name)
-        ns[f"_s_{f.name}"] = getattr(cls, f.name).__set__
-        body.append(f"    _s_{f.name}(o, {f.name})")
-    # Required fields may follow defaulted ones (kw_only dataclasses): make all keyword-only.
-    src = (
-        f"def make(*, {', '.join(params)}):\n    o = _new(_cls)\n"
-        + "\n".join(body)
-        + "\n    return o\n"
-    )
-    exec(src, ns)  # noqa: S102 - generated from the dataclass's own field names
-    make: Callable[..., E] = ns["make"]
-    make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
-    return make
-
-
-make_origin = fast_factory(Origin)
 
 
 class _AddressTable(dict[str, "IPAddress | None"]):

@@ -9,7 +9,6 @@ evicted by log time (``session_ttl``) and by count (``max_sessions``).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 from mailward.events import (
     AuthError,
@@ -22,18 +21,19 @@ from mailward.events import (
     IPAddress,
     Service,
 )
-from mailward.parsers.base import fast_factory
-
-make_failure = fast_factory(AuthFailure)
-make_success = fast_factory(AuthSuccess)
+from mailward.factories import new_auth_failure, new_auth_success
 
 
-@dataclass(slots=True)
 class _SmtpSession:
-    last: float
-    sasl_lines: int = 0
-    auth_error: bool = False
-    success: bool = False
+    # A plain class, not a dataclass: compiled, its constructor is a C function (a compiled
+    # dataclass keeps the generated Python __init__), and one is built per SMTP connection.
+    __slots__ = ("auth_error", "last", "sasl_lines", "success")
+
+    def __init__(self, last: float) -> None:
+        self.last = last
+        self.sasl_lines = 0
+        self.auth_error = False
+        self.success = False
 
 
 def is_passdb_line(ev: AuthFailure) -> bool:
@@ -178,7 +178,7 @@ class Correlator:
         if match is not None:
             self.dropped += 1
             if ev.reason is FailReason.UNSPECIFIED and match.reason is not FailReason.UNSPECIFIED:
-                ev = make_failure(
+                ev = new_auth_failure(
                     ts=ev.ts,
                     service=ev.service,
                     ip=ev.ip,
@@ -197,7 +197,7 @@ class Correlator:
         failed = ev.auth_total - ev.auth_ok
         if failed > 0 and (s is None or (s.sasl_lines == 0 and not s.auth_error)):
             out.append(
-                make_failure(
+                new_auth_failure(
                     ts=ev.ts,
                     service=ev.service,
                     ip=ev.ip,
@@ -210,7 +210,7 @@ class Correlator:
             )
         if ev.auth_ok > 0 and (s is None or not s.success):
             out.append(
-                make_success(
+                new_auth_success(
                     ts=ev.ts,
                     service=ev.service,
                     ip=ev.ip,

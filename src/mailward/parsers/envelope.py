@@ -72,6 +72,7 @@ class HeaderParser:
         self._year: int | None = None
         self._last_month = 0
         self._bsd: dict[str, float] = {}
+        self._days: dict[tuple[int, int, int], tuple[float, bool]] = {}
         self._iso: dict[str, float] = {}
 
     @property
@@ -93,12 +94,12 @@ class HeaderParser:
         converts each minute once and DST changes (on minute boundaries) stay exact.
         """
         key = stamp[:-3]
-        try:
-            return self._bsd[key] + int(stamp[-2:])
-        except KeyError:
-            pass
-        except ValueError:
-            return None
+        cached = self._bsd.get(key)  # not try/except KeyError: a raised miss costs a traceback
+        if cached is not None:
+            try:
+                return cached + int(stamp[-2:])
+            except ValueError:
+                return None
         month = MONTHS.get(stamp[:3])
         if month is None:
             return None
@@ -131,16 +132,38 @@ class HeaderParser:
         self._year = year
         self._last_month = month
         try:
-            base = datetime(year, month, day, hour, minute, tzinfo=self.zone).timestamp()
+            base = self._minute_base(year, month, day, hour, minute)
         except ValueError:
             if month == 2 and day == 29:  # Feb 29 in a non-leap inferred year: the year before
-                base = datetime(year - 1, 2, 29, hour, minute, tzinfo=self.zone).timestamp()
+                base = self._minute_base(year - 1, 2, 29, hour, minute)
             else:
                 return None
         if len(self._bsd) >= _CACHE_MAX:
             self._bsd.clear()
         self._bsd[key] = base
         return base + second
+
+    def _minute_base(self, year: int, month: int, day: int, hour: int, minute: int) -> float:
+        """POSIX seconds of a local wall-clock minute (raises ValueError for no such date).
+
+        A day whose UTC offset is the same at 00:00 and 23:59 has no DST change, so its minutes
+        are midnight plus arithmetic: one zone conversion per day instead of per minute. A day
+        with a change converts each minute exactly, as zoneinfo does (gaps and folds included).
+        """
+        key = (year, month, day)
+        known = self._days.get(key)
+        if known is None:
+            first = datetime(year, month, day, tzinfo=self.zone)
+            last = datetime(year, month, day, 23, 59, tzinfo=self.zone)
+            uniform = first.utcoffset() == last.utcoffset()
+            known = (first.timestamp(), uniform)
+            if len(self._days) >= _CACHE_MAX:
+                self._days.clear()
+            self._days[key] = known
+        midnight, uniform = known
+        if uniform and 0 <= hour < 24 and 0 <= minute < 60:
+            return midnight + hour * 3600 + minute * 60
+        return datetime(year, month, day, hour, minute, tzinfo=self.zone).timestamp()
 
     # -- ISO 8601 / RFC 3339 -------------------------------------------------------------------
 
@@ -164,10 +187,9 @@ class HeaderParser:
             seconds = float(stamp[17:z].replace(",", "."))
         except ValueError:
             return None
-        try:
-            return self._iso[key] + seconds
-        except KeyError:
-            pass
+        cached = self._iso.get(key)
+        if cached is not None:
+            return cached + seconds
         try:
             dt = datetime.fromisoformat(stamp[:16] + ":00" + stamp[z:])
         except ValueError:

@@ -12,7 +12,8 @@ from typing import Any, Final
 
 from mailward.config.model import ParsingSettings
 from mailward.events import Event, Origin
-from mailward.parsers.base import IPCache, ParseStats, make_origin
+from mailward.factories import new_origin
+from mailward.parsers.base import IPCache, ParseStats
 from mailward.parsers.dovecot import PROCESS_PREFIXES, DovecotParser
 from mailward.parsers.envelope import DOVECOT_LOGPATH, HeaderParser, resolve_zone
 from mailward.parsers.postfix import PostfixParser
@@ -139,7 +140,7 @@ class LineParser:
             env = self.headers.split(line)
             result = None if env is None else self._message(env[0], env[1], env[2], env[3], env[4])
             if result is not None and origin is None and env is not None and env.cursor:
-                origin = make_origin(source="journal", line=None, cursor=env.cursor)
+                origin = new_origin(source="journal", line=None, cursor=env.cursor)
         except (ValueError, IndexError, OverflowError):  # defensive: input never crashes a run
             result = None
         return self._finish(result, origin)
@@ -176,7 +177,7 @@ class LineParser:
                         result = handler(ts, host, program, pid, parts[2])
                         if result is None or result[1] is None:
                             return self._finish(result, None)
-                        return self._finish(result, make_origin(source=source, line=lineno))
+                        return self._finish(result, new_origin(source=source, line=lineno))
             env = self.headers.split(line)
             result = None if env is None else self._message(env[0], env[1], env[2], env[3], env[4])
         except (ValueError, IndexError, OverflowError):
@@ -184,7 +185,7 @@ class LineParser:
         if result is None or result[1] is None:
             return self._finish(result, None)
         cursor = env.cursor if env is not None else None
-        return self._finish(result, make_origin(source=source, line=lineno, cursor=cursor))
+        return self._finish(result, new_origin(source=source, line=lineno, cursor=cursor))
 
     def parse_block(
         self, lines: list[str], source: str, first: int, *, origins: bool = True
@@ -210,6 +211,8 @@ class LineParser:
         slow = self.parse_at
         fast = unrecognised = ignored = recognised = 0
         last_rule: str | None = None
+        minute_key = ""
+        minute_base = 0.0
         lineno = first - 1
         for line in lines:
             lineno += 1
@@ -248,9 +251,24 @@ class LineParser:
                                 last_rule = None
                                 continue
                             code = _DOVECOT
+                        ts: float | None
                         if start == 16:
-                            base = minutes.get(line[:12])
-                            ts = bsd_time(line[:15]) if base is None else base + int(line[13:15])
+                            # Runs of lines share a minute: compare it in place (no key
+                            # string, no hash) and add the two second digits.
+                            d1 = ord(line[13]) - 48
+                            d2 = ord(line[14]) - 48
+                            if (
+                                0 <= d1 <= 9
+                                and 0 <= d2 <= 9
+                                and minute_key
+                                and line.startswith(minute_key)
+                            ):
+                                ts = minute_base + (d1 * 10 + d2)
+                            else:
+                                ts = bsd_time(line[:15])
+                                base = minutes.get(line[:12])
+                                if base is not None:
+                                    minute_key, minute_base = line[:12], base
                         else:
                             ts = iso_time(line[: start - 1])
                         if ts is not None:
@@ -280,7 +298,7 @@ class LineParser:
                     kind = event.kind
                     kinds[kind] = kinds.get(kind, 0) + 1
                     if origins:
-                        _SET_ORIGIN(event, make_origin(source=source, line=lineno))
+                        _SET_ORIGIN(event, new_origin(source=source, line=lineno))
                     out.append(event)
                     continue
             # Everything else (other formats, Dovecot log_path files) takes the general path.

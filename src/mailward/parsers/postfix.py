@@ -11,22 +11,24 @@ from __future__ import annotations
 import re
 
 from mailward.events import (
-    AuthError,
-    AuthFailure,
-    AuthSuccess,
-    Connection,
-    Disconnect,
     Event,
     FailReason,
-    LostConnection,
-    ProtocolViolation,
-    RateLimitWarning,
     Service,
-    SmtpReject,
-    UnknownRecipient,
     Violation,
 )
-from mailward.parsers.base import IGNORED, IPCache, fast_factory, rule
+from mailward.factories import (
+    new_auth_error,
+    new_auth_failure,
+    new_auth_success,
+    new_connection,
+    new_disconnect,
+    new_lost_connection,
+    new_protocol_violation,
+    new_rate_limit_warning,
+    new_smtp_reject,
+    new_unknown_recipient,
+)
+from mailward.parsers.base import IGNORED, IPCache, rule
 
 R_CONNECT = rule("postfix.connect", "smtpd `connect from name[addr]`")
 R_DISCONNECT = rule("postfix.disconnect", "smtpd `disconnect from name[addr] ... auth=0/N`")
@@ -63,16 +65,6 @@ R_PS_REJECT = rule("postscreen.reject", "postscreen `NOQUEUE: reject: RCPT from 
 
 _Result = tuple[str, Event | None]
 
-make_auth_failure = fast_factory(AuthFailure)
-make_auth_error = fast_factory(AuthError)
-make_auth_success = fast_factory(AuthSuccess)
-make_connection = fast_factory(Connection)
-make_disconnect = fast_factory(Disconnect)
-make_lost = fast_factory(LostConnection)
-make_violation = fast_factory(ProtocolViolation)
-make_rate = fast_factory(RateLimitWarning)
-make_unknown_rcpt = fast_factory(UnknownRecipient)
-make_reject = fast_factory(SmtpReject)
 
 # `name[addr]` or `name[addr]:port`; a name never holds brackets or blanks (Postfix checks it).
 _CLIENT = r"([^\[\]\s]*)\[([^\[\]\s]*)\](?::\d+)?"
@@ -174,7 +166,7 @@ class PostfixParser:
             j = msg.find("]", i)
             if i < 0 or j < 0:
                 return None
-            return R_CONNECT, make_connection(
+            return R_CONNECT, new_connection(
                 ts=ts,
                 service=self._services.get(program) or self._service(program),
                 ip=self.ips.get(msg[i + 1 : j]),
@@ -189,7 +181,7 @@ class PostfixParser:
                 m = _ANVIL.match(msg)
                 if m is None:
                     return None
-                return R_ANVIL_WARN, make_rate(
+                return R_ANVIL_WARN, new_rate_limit_warning(
                     ts=ts,
                     service=self._services.get(program) or self._service(program),
                     ip=self.ips.get(m[4]),
@@ -213,7 +205,7 @@ class PostfixParser:
                 return self._reject(ts, program, msg, R_REJECT)
             tail = msg[m.end() :]
             r = _RCPT_ADDR.search(tail)
-            return R_USER_UNKNOWN, make_unknown_rcpt(
+            return R_USER_UNKNOWN, new_unknown_recipient(
                 ts=ts,
                 service=self._services.get(program) or self._service(program),
                 ip=self.ips.get(m[3]),
@@ -227,7 +219,7 @@ class PostfixParser:
                 return None
             tail = msg[m.end() :]
             method = _field(tail, "sasl_method=", ",")
-            return R_SASL_SUCCESS, make_auth_success(
+            return R_SASL_SUCCESS, new_auth_success(
                 ts=ts,
                 service=self._services.get(program) or self._service(program),
                 ip=self.ips.get(m[2]),
@@ -245,7 +237,7 @@ class PostfixParser:
         tail = msg[j + 1 :]
         auth_ok, auth_total = _counter(tail, " auth=")
         cmd_ok, cmd_total = _counter(tail, " commands=")
-        return R_DISCONNECT, make_disconnect(
+        return R_DISCONNECT, new_disconnect(
             ts=ts,
             service=self._services.get(program) or self._service(program),
             ip=self.ips.get(msg[i + 1 : j]),
@@ -257,15 +249,15 @@ class PostfixParser:
         )
 
     def _sasl(self, ts: float, host: str, program: str, pid: str, msg: str) -> _Result | None:
-        m = _SASL.match(msg)
-        if m is None:
+        cut = sasl_failure_cut(msg)
+        if cut is None:
             return None
-        tail = msg[m.end() :]
-        _, address, mech = m.groups()
+        address, mech, end = cut
+        tail = msg[end:]
         service = self._services.get(program) or self._service(program)
         session = f"{host}:{program}[{pid}]"
         if tail.startswith("Connection lost to authentication server"):
-            return R_SASL_AUTH_SERVER, make_auth_error(
+            return R_SASL_AUTH_SERVER, new_auth_error(
                 ts=ts,
                 service=service,
                 ip=self.ips.get(address),
@@ -273,7 +265,7 @@ class PostfixParser:
                 detail="Connection lost to authentication server",
                 session=session,
             )
-        return R_SASL_FAILED, make_auth_failure(
+        return R_SASL_FAILED, new_auth_failure(
             ts=ts,
             service=service,
             ip=self.ips.get(address),
@@ -292,16 +284,16 @@ class PostfixParser:
         session = f"{host}:{program}[{pid}]"
         if what == "lost connection":
             if stage == "AUTH":
-                return R_LOST_AUTH, make_lost(
+                return R_LOST_AUTH, new_lost_connection(
                     ts=ts, service=service, ip=self.ips.get(addr), stage=stage, session=session
                 )
             if not self.weak_signals or stage not in _WEAK_STAGES:
                 return R_LOST_OTHER, None
-            return R_LOST_OTHER, make_lost(
+            return R_LOST_OTHER, new_lost_connection(
                 ts=ts, service=service, ip=self.ips.get(addr), stage=stage, session=session
             )
         if what == "too many errors":
-            return R_TOO_MANY, make_violation(
+            return R_TOO_MANY, new_protocol_violation(
                 ts=ts,
                 service=service,
                 ip=self.ips.get(addr),
@@ -309,7 +301,7 @@ class PostfixParser:
                 detail=f"after {stage}",
             )
         if what == "improper command pipelining":
-            return R_PIPELINING, make_violation(
+            return R_PIPELINING, new_protocol_violation(
                 ts=ts,
                 service=service,
                 ip=self.ips.get(addr),
@@ -334,7 +326,7 @@ class PostfixParser:
                 category = cat
                 break
         rest = tail[semi:] if semi >= 0 else ""
-        return name, make_reject(
+        return name, new_smtp_reject(
             ts=ts,
             service=self._services.get(program) or self._service(program),
             ip=self.ips.get(m[3]),
@@ -352,7 +344,7 @@ class PostfixParser:
         if i < 0 or j < 0:
             return None
         detail = msg[j + 1 :].lstrip(":0123456789 ")
-        return name, make_violation(
+        return name, new_protocol_violation(
             ts=ts,
             service=self._services.get(program) or self._service(program),
             ip=self.ips.get(msg[i + 1 : j]),
@@ -391,7 +383,7 @@ class PostfixParser:
         if m is None:
             return None
         detail = msg[:i] + msg[m.end() :]
-        return name, make_violation(
+        return name, new_protocol_violation(
             ts=ts,
             service=Service.POSTSCREEN,
             ip=self.ips.get(m[1]),
@@ -407,6 +399,48 @@ class PostfixParser:
         return None
 
 
+def sasl_failure_cut(msg: str) -> tuple[str, str, int] | None:
+    """``warning: name[addr](:port)?: SASL MECH authentication failed:? ?`` at the start of
+    ``msg`` -> (addr, MECH, end of that prefix), or None: what ``_SASL.match`` gives.
+
+    The usual line is cut with ``find`` (``startswith`` with a position is a generic call even
+    compiled; a bounded ``find`` is not) and accepted only when every piece is plainly clean
+    (printable, no blank, no bracket; an alphanumeric mechanism), where the regex could not
+    read it otherwise; anything else goes to the regex. A test holds both to the same answers.
+    """
+    if not msg.startswith("warning: "):
+        return None
+    i = msg.find("[", 9)
+    j = msg.find("]", i + 1) if i > 0 else -1
+    if j > 0 and msg.find(": SASL ", j + 1, j + 8) == j + 1:
+        q = msg.find(" ", j + 8)
+        if q > 0 and msg.find(" authentication failed", q, q + 22) == q:
+            name = msg[9:i]
+            address = msg[i + 1 : j]
+            mech = msg[j + 8 : q]
+            if _clean(name) and _clean(address) and mech.isascii() and mech.isalnum():
+                end = q + 22
+                n = len(msg)
+                if end < n and msg[end] == ":":
+                    end += 1
+                if end < n and msg[end] == " ":
+                    end += 1
+                return address, mech, end
+    # One split instead of match, end and groups (match-object methods are generic calls).
+    parts = _SASL.split(msg, 1)
+    if len(parts) != 5 or parts[0]:
+        return None
+    return parts[2], parts[3], len(msg) - len(parts[4])
+
+
+def _clean(text: str) -> bool:
+    """Empty, or printable with no blank and no bracket (printable excludes every other
+    whitespace): text that the regex's ``[^\\[\\]\\s]*`` reads the same way."""
+    return not text or (
+        text.isprintable() and " " not in text and "[" not in text and "]" not in text
+    )
+
+
 def _counter(text: str, key: str) -> tuple[int, int]:
     """``auth=0/2`` -> (0, 2); ``auth=1`` -> (1, 1); absent or malformed -> (0, 0)."""
     i = text.find(key)
@@ -415,6 +449,11 @@ def _counter(text: str, key: str) -> tuple[int, int]:
     i += len(key)
     j = text.find(" ", i)
     value = text[i:] if j < 0 else text[i:j]
+    if len(value) == 3 and value[1] == "/":  # `0/1`: the usual shape, read digit by digit
+        ok_d = ord(value[0]) - 48
+        total_d = ord(value[2]) - 48
+        if 0 <= ok_d <= 9 and 0 <= total_d <= 9:
+            return ok_d, total_d
     ok_s, slash, total_s = value.partition("/")
     try:
         ok = int(ok_s)
