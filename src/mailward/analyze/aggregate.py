@@ -15,11 +15,13 @@ from ipaddress import IPv4Address, IPv6Address
 
 from mailward.analyze.counting import BoundedCounter, DistinctSketch
 from mailward.events import (
+    IPV6_KEY_FLAG,
     AuthFailure,
     AuthSuccess,
     Event,
     IPAddress,
     UnknownRecipient,
+    ip_key,
 )
 
 HOUR = 3600
@@ -48,13 +50,8 @@ class HourStat:
     approximate: bool = False
 
 
-V6 = 1 << 128  # flag bit: per-address tables key IPv6 as int(ip) | V6, IPv4 as int(ip)
+V6 = IPV6_KEY_FLAG  # per-address tables key IPv6 as int(ip) | V6, IPv4 as int(ip) (ip_key)
 _MASK128 = V6 - 1
-
-
-def ip_key(ip: IPAddress) -> int:
-    """An address as a plain int key: ipaddress objects hash in Python code, ints in C."""
-    return int(ip) if type(ip) is IPv4Address else int(ip) | V6
 
 
 def key_ip(key: int) -> IPAddress:

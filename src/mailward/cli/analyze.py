@@ -29,7 +29,6 @@ from mailward.events import Event
 from mailward.parsers import Correlator, LineParser, read_events
 from mailward.parsers.pipeline import Progress as PipelineProgress
 from mailward.sources.files import expand_inputs, file_identity, input_size, read_lines
-from mailward.storage.sqlite import open_store
 
 DEMO_LINES = 150_000
 DEMO_SEED = 7
@@ -179,6 +178,10 @@ def _open_geo(settings: Settings) -> tuple[GeoLookup | None, str]:
 
 
 def _open_store(settings: Settings) -> Any:
+    # Imported here: the store pulls in asyncio and sqlite (~0.2 s), which a plain analyze
+    # without --store never needs.
+    from mailward.storage.sqlite import open_store
+
     return open_store(settings)
 
 

@@ -18,8 +18,8 @@ from mailward.events import (
     Disconnect,
     Event,
     FailReason,
-    IPAddress,
     Service,
+    ip_key,
 )
 from mailward.factories import new_auth_failure, new_auth_success
 
@@ -63,7 +63,9 @@ class Correlator:
         self._smtpd: dict[str, _SmtpSession] = {}
         self._dovecot: dict[str, list[float]] = {}  # session id -> [per-attempt count, last ts]
         self._pending: list[AuthFailure] = []  # session-less passdb failures, oldest first
-        self._recent: deque[tuple[float, IPAddress | None, str | None]] = deque()
+        # Recent Postfix SASL warnings: (ts, ip_key or -1, username). Int keys, not address
+        # objects: ipaddress compares in Python code, and this deque is scanned per lookup.
+        self._recent: deque[tuple[float, int, str | None]] = deque()
         self.dropped = 0  # duplicates removed (for tests and `mailward parse` summaries)
 
     # -- public -------------------------------------------------------------------------------
@@ -189,7 +191,7 @@ class Correlator:
                     session=ev.session,
                 )
         else:
-            self._recent.append((ev.ts, ev.ip, ev.username))
+            self._recent.append((ev.ts, -1 if ev.ip is None else ip_key(ev.ip), ev.username))
         out.append(ev)
 
     def _disconnect(self, ev: Disconnect, out: list[Event]) -> None:
@@ -248,12 +250,11 @@ class Correlator:
         return None
 
     def _take_recent(self, ev: AuthFailure) -> bool:
+        if not self._recent:
+            return False
+        key = -1 if ev.ip is None else ip_key(ev.ip)
         for i, (ts, ip, user) in enumerate(self._recent):
-            if (
-                (ip is ev.ip or ip == ev.ip)
-                and abs(ts - ev.ts) <= self.hold
-                and _same_user(user, ev.username)
-            ):
+            if ip == key and abs(ts - ev.ts) <= self.hold and _same_user(user, ev.username):
                 del self._recent[i]
                 return True
         return False
