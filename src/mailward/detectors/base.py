@@ -19,6 +19,7 @@ from mailward.decisions.model import Action, Decision
 IPAddress = IPv4Address | IPv6Address
 Evidence = dict[str, int | float | str]
 
+_V4_END = 1 << 32  # address keys below it are IPv4 (detectors.keys)
 MAX_USERNAME = 256  # attacker-chosen text: bound what a key may cost
 
 
@@ -53,6 +54,7 @@ class Source:
     banned: bool = False  # already covered by an active ban (count, but do not ban again)
     cover: Decision | None = None  # that ban
     address: str = ""  # str(ip), made once
+    prefix_held: bool = False  # its prefix is banned for at least a prefix ban: nothing to add
     _prefix_target: str = ""  # made on first use
 
     def __post_init__(self) -> None:
@@ -85,9 +87,11 @@ class Source:
     @property
     def prefix_slot(self) -> Slot:
         """The containing prefix as a ledger slot."""
-        bits = 32 if self.ip.version == 4 else 128
-        value = int(self.ip) >> (bits - self.prefixlen) << (bits - self.prefixlen)
-        return (self.ip.version, self.prefixlen, value)
+        if self.key < _V4_END:  # IPv4: the key is the address itself
+            shift = 32 - self.prefixlen
+            return (4, self.prefixlen, self.key >> shift << shift)
+        value = int(self.ip) >> (128 - self.prefixlen) << (128 - self.prefixlen)
+        return (6, self.prefixlen, value)
 
 
 @dataclass(frozen=True, slots=True)

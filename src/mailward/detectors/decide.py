@@ -112,9 +112,7 @@ class Decider:
             # lengthen the ban, at the same offence count.
             ts, until, offence = existing
             record = False
-            if offence > 1:
-                grown = duration * esc.multiplier ** min(offence - 1, 64)
-                duration = max(duration, min(grown, esc.max_ban))
+            duration = self._grown(duration, offence)
             if until is None or duration <= until - ts:
                 return None
             if not self.breaker.allow(now):
@@ -127,9 +125,7 @@ class Decider:
                 self.history.offences(target, now - esc.history) + 1 if finding.escalate else 1
             )
             record = True
-            if offence > 1:
-                grown = duration * esc.multiplier ** min(offence - 1, 64)
-                duration = max(duration, min(grown, esc.max_ban))
+            duration = self._grown(duration, offence)
         reason, evidence = self._intern(finding)
         if offence > 1:
             evidence = {**evidence, "previous_offences": offence - 1}
@@ -147,6 +143,24 @@ class Decider:
         if record:
             self.history.record(target, now)
         return stored
+
+    def _grown(self, duration: float, offence: int) -> float:
+        """``duration`` escalated for the ``offence``-th ban, capped at ``max_ban``."""
+        if offence > 1:
+            esc = self.settings.escalation
+            grown = duration * esc.multiplier ** min(offence - 1, 64)
+            duration = max(duration, min(grown, esc.max_ban))
+        return duration
+
+    def holds(self, slot: Slot, duration: float, now: float) -> bool:
+        """Whether the active ban on exactly ``slot`` already outlasts a ban of ``duration``
+        (escalated as ``ban`` would): a finding like that there would change nothing, so a
+        detector may skip building it (a banned prefix's events, over and over)."""
+        existing = self.ledger.active_row(slot, now)
+        if existing is None:
+            return False
+        ts, until, offence = existing
+        return until is None or self._grown(duration, offence) <= until - ts
 
     def _protect(self, finding: Finding, now: float) -> list[Decision]:
         decision = self.touch(sys.intern(finding.target[len(USER_PREFIX) :]), now, finding)

@@ -141,7 +141,7 @@ class Distributed:
         distinct = state.add_member(
             NET_SOURCES, src.prefix, src.key, now, window=cfg.prefix_window, cap=required
         )
-        if distinct < required:
+        if distinct < required or src.prefix_held:
             return []
         return [
             Finding(

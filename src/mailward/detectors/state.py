@@ -172,10 +172,14 @@ class MemoryState:
             members_: tuple[Key, ...] = old[0::2]  # type: ignore[assignment]
             times_: tuple[float, ...] = old[1::2]  # type: ignore[assignment]
             size = len(members_)
-            if size < cap and size < _SMALL and member not in members_ and min(times_) > horizon:
+            fresh = member not in members_ and min(times_) > horizon
+            if fresh and size < cap and size < _SMALL:
                 # the common case: a new member, nothing to drop
                 table[key] = (*old, member, now)
                 size += 1
+            elif fresh and size == cap:
+                # full (a username under attack): the new member pushes out the oldest
+                table[key] = (*old[2:], member, now)
             else:
                 kept: list[tuple[Key, float]] = [
                     (m, t)

@@ -16,6 +16,7 @@ from typing import Any
 
 from mailward.config.model import DovecotPolicySettings
 from mailward.decisions.model import USER_PREFIX, Action, Decision
+from mailward.detectors.keys import ip_key
 from mailward.errors import ProtocolError
 from mailward.events import (
     AuthFailure,
@@ -228,7 +229,8 @@ class DovecotPolicy:
         assert req.ip is not None
         s = self.settings
         login = req.login or ""
-        per_ip, new = self.pwhash_by_ip.add(req.ip, (login, req.pwhash), now)
+        # keyed by the address as an int: an ``ip_address`` hashes in Python (hash(hex(int)))
+        per_ip, new = self.pwhash_by_ip.add(ip_key(req.ip), (login, req.pwhash), now)
         per_login, _ = self.pwhash_by_login.add(login, req.pwhash, now)
         if 0 < s.pwhash_per_ip <= per_ip and self.blocked.match(req.ip, now) is None:
             self.blocked.add(ip_network(req.ip), now + s.pwhash_ban)
@@ -263,7 +265,7 @@ class DovecotPolicy:
     ) -> int:
         """Distinct failed password hashes seen recently for an IP or a login."""
         if ip is not None:
-            return self.pwhash_by_ip.count(ip, now)
+            return self.pwhash_by_ip.count(ip_key(ip), now)
         return self.pwhash_by_login.count(login or "", now)
 
     def _observe(self, event: Event) -> None:
