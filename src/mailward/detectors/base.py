@@ -40,26 +40,53 @@ def need(threshold: int, factor: float) -> int:
     return max(threshold, math.ceil(threshold * factor))
 
 
-@dataclass(slots=True)
 class Source:
-    """Per-event facts about the client address, computed once by the engine."""
+    """Per-event facts about the client address, computed once by the engine.
 
-    ip: IPAddress
-    key: int  # detectors.keys.ip_key
-    prefix: int  # detectors.keys.prefix_key
-    prefixlen: int  # the configured prefix length for this address family
-    factor: float = 1.0  # > 1 when the address logged in successfully of late
-    country: str | None = None
-    asn: int | None = None
-    banned: bool = False  # already covered by an active ban (count, but do not ban again)
-    cover: Decision | None = None  # that ban
-    address: str = ""  # str(ip), made once
-    prefix_held: bool = False  # its prefix is banned for at least a prefix ban: nothing to add
-    _prefix_target: str = ""  # made on first use
+    A plain class, not a dataclass: compiled with mypyc, a dataclass keeps the interpreted
+    ``__init__`` the dataclasses module generates, and one ``Source`` is built per event."""
 
-    def __post_init__(self) -> None:
-        if not self.address:
-            self.address = str(self.ip)
+    __slots__ = (
+        "ip",
+        "key",
+        "prefix",
+        "prefixlen",
+        "factor",
+        "country",
+        "asn",
+        "banned",
+        "cover",
+        "address",
+        "prefix_held",
+        "_prefix_target",
+    )
+
+    def __init__(
+        self,
+        ip: IPAddress,
+        key: int,  # detectors.keys.ip_key
+        prefix: int,  # detectors.keys.prefix_key
+        prefixlen: int,  # the configured prefix length for this address family
+        factor: float = 1.0,  # > 1 when the address logged in successfully of late
+        country: str | None = None,
+        asn: int | None = None,
+        banned: bool = False,  # already covered by an active ban (count, but do not ban again)
+        cover: Decision | None = None,  # that ban
+        address: str = "",  # str(ip), made once
+    ) -> None:
+        self.ip = ip
+        self.key = key
+        self.prefix = prefix
+        self.prefixlen = prefixlen
+        self.factor = factor
+        self.country = country
+        self.asn = asn
+        self.banned = banned
+        self.cover = cover
+        self.address = address or str(ip)
+        # its prefix is banned for at least a prefix ban: a prefix finding would add nothing
+        self.prefix_held = False
+        self._prefix_target = ""  # made on first use
 
     @property
     def prefix_target(self) -> str:

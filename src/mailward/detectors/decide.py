@@ -44,7 +44,7 @@ class Decider:
         self.breaker = breaker
         # a ban this long outlasts every failure window: the failure times can go
         self.drop_after = drop_after
-        protect = settings.distributed.protect
+        protect = self._protect_for = settings.distributed.protect
         # a protection is re-announced when extended by this much (always before it runs out)
         self.gap = min(max(60.0, protect / 6), protect / 2)
         self._shared: dict[tuple[str, tuple[object, ...]], tuple[str, Evidence]] = {}
@@ -170,7 +170,7 @@ class Decider:
         """Extend the protection of ``user``. The ledger, and the caller through the returned
         decision, hear of it only when it moved by ``_gap``: a long attack is not a decision
         per attempt, and the ledger's expiry never passes while attempts go on."""
-        until = now + self.settings.distributed.protect
+        until = now + self._protect_for
         self.state.mark(ATTACK, user, until)
         current = self.ledger.user(user, now)
         if current is not None and (current.until is None or until - current.until < self.gap):

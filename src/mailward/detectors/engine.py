@@ -51,7 +51,7 @@ Network = IPv4Network | IPv6Network
 
 _SWEEP_EVERY = 60.0
 _HISTORY_SWEEP_EVERY = 3600.0
-_REFUSALS = 8192  # refusal verdicts kept per ban slot (Engine.check)
+_REFUSALS = 16384  # refusal verdicts kept per ban slot (Engine.check)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +110,12 @@ class Engine:
             breaker=self.breaker,
             drop_after=self.failures.window,
         )
+        # frozen settings read per event, copied once (native attributes when compiled)
+        self._prefix_v4 = settings.prefix_v4
+        self._prefix_v6 = settings.prefix_v6
+        self._good_factor = settings.safety.known_good_factor
+        self._good_for = settings.safety.known_good_for
+        self._prefix_ban = settings.distributed.prefix_ban
         self._next_sweep = 0.0
         self._next_history_sweep = 0.0
         self.counts = {"events": 0, "decisions": 0, "exempt": 0}
@@ -150,17 +156,16 @@ class Engine:
         return exempt.holds(4 if isinstance(ip, IPv4Address) else 6, value), value
 
     def _source(self, ip: IPAddress, now: float, value: int) -> Source:
-        cfg = self.settings
         # ip_key, prefix_key and str(ip) inlined: this runs once per event.
         if isinstance(ip, IPv4Address):
             version = 4
-            plen = cfg.prefix_v4
+            plen = self._prefix_v4
             key = value
             prefix = (value >> (32 - plen) << (32 - plen)) | (plen << 33)
             address = inet_ntoa(value.to_bytes(4, "big"))
         else:
             version = 6
-            plen = cfg.prefix_v6
+            plen = self._prefix_v6
             key = value | _V6
             prefix = (value >> (128 - plen) << (128 - plen)) | _V6 | (plen << 129)
             address = str(ip)
@@ -169,7 +174,7 @@ class Engine:
         if found is not None:
             src.banned, src.cover = True, self.ledger.view(*found)
         if self.state.marked(GOOD_IP, key, now) is not None:
-            src.factor = cfg.safety.known_good_factor
+            src.factor = self._good_factor
         if self._need_geo and self.geo is not None:
             src.country = self.geo.country(ip)
             asn = self.geo.asn(ip)
@@ -203,9 +208,7 @@ class Engine:
         if self.georule.active:
             findings += self.georule.on_failure(src)
         if src.banned:
-            src.prefix_held = self.decider.holds(
-                src.prefix_slot, self.settings.distributed.prefix_ban, now
-            )
+            src.prefix_held = self.decider.holds(src.prefix_slot, self._prefix_ban, now)
         findings += self.distributed.on_failure(self.state, src, user, now, owner=owner)
         if src.asn is not None:
             findings += self.distributed.on_asn_failure(self.state, src, now)
@@ -227,7 +230,7 @@ class Engine:
             src,
             canonical_user(event.username),
             now,
-            self.settings.safety.known_good_for,
+            self._good_for,
         )
         return self.decider.decide(findings, src, now)
 

@@ -60,18 +60,49 @@ def _text(body: dict[str, Any], key: str) -> str:
     return str(value)
 
 
-@dataclass(slots=True)
 class AuthRequest:
-    """The fields mailward reads from a Dovecot policy body (the rest is ignored)."""
+    """The fields mailward reads from a Dovecot policy body (the rest is ignored).
 
-    ip: IPAddress | None
-    login: str | None
-    protocol: str
-    pwhash: str
-    session: str | None
-    success: bool
-    policy_reject: bool
-    fail_type: str
+    A plain class, not a dataclass: compiled with mypyc, a dataclass keeps the interpreted
+    ``__init__`` the dataclasses module generates, and one is built per request."""
+
+    __slots__ = (
+        "ip",
+        "login",
+        "protocol",
+        "pwhash",
+        "session",
+        "success",
+        "policy_reject",
+        "fail_type",
+    )
+
+    def __init__(
+        self,
+        ip: IPAddress | None,
+        login: str | None,
+        protocol: str,
+        pwhash: str,
+        session: str | None,
+        success: bool,
+        policy_reject: bool,
+        fail_type: str,
+    ) -> None:
+        self.ip = ip
+        self.login = login
+        self.protocol = protocol
+        self.pwhash = pwhash
+        self.session = session
+        self.success = success
+        self.policy_reject = policy_reject
+        self.fail_type = fail_type
+
+    def __repr__(self) -> str:
+        return (
+            f"AuthRequest(ip={self.ip!r}, login={self.login!r}, protocol={self.protocol!r}, "
+            f"pwhash={self.pwhash!r}, session={self.session!r}, success={self.success!r}, "
+            f"policy_reject={self.policy_reject!r}, fail_type={self.fail_type!r})"
+        )
 
     @classmethod
     def from_json(cls, body: Any) -> AuthRequest:
@@ -105,7 +136,7 @@ class AuthRequest:
                 ip = parse_ip(remote)
             except ValueError:
                 raise ProtocolError(f"remote {remote[:60]!r} is not an address") from None
-        return cls(
+        return AuthRequest(  # not cls(): compiled, a direct call to the native constructor
             ip=ip,
             login=login or None,
             protocol=protocol.lower(),
