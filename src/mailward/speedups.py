@@ -24,6 +24,22 @@ COMPILED_MODULES: tuple[str, ...] = (
     "mailward.sources.files",
     "mailward.analyze.counting",
     "mailward.analyze.aggregate",
+    # the in-line policy path: the Dovecot server's handler and rules, the detector engine
+    "mailward.policy.dovecot",
+    "mailward.policy.dovecot_rules",
+    "mailward.policy.signals",
+    "mailward.detectors.base",
+    "mailward.detectors.keys",
+    "mailward.detectors.state",
+    "mailward.detectors.failures",
+    "mailward.detectors.distributed",
+    "mailward.detectors.enumeration",
+    "mailward.detectors.geo",
+    "mailward.detectors.safety",
+    "mailward.detectors.history",
+    "mailward.detectors.decide",
+    "mailward.detectors.engine",
+    "mailward.decisions.ledger",
 )
 
 

@@ -94,3 +94,17 @@ def test_get_exact_target_only() -> None:
     ledger.add(ban("198.51.100.0/24", 0, 100))
     assert ledger.get("198.51.100.7/24", 1) is not None
     assert ledger.get("198.51.100.7", 1) is None
+
+
+def test_covering_builds_a_ban_once_and_follows_its_changes() -> None:
+    ledger = Ledger()
+    ledger.add(ban("198.51.100.0/24", 0, 100))
+    first = ledger.covering(ip_address("198.51.100.7"), 10)
+    assert first is not None and first.until == 100
+    assert ledger.covering(ip_address("198.51.100.8"), 10) is first  # one object per ban
+    ledger.add(ban("198.51.100.0/24", 5, 500, offence=2))
+    later = ledger.covering(ip_address("198.51.100.7"), 10)
+    assert later is not None and later.until == 500 and later.offence == 2
+    assert first.until == 100  # what was handed out is never changed
+    ledger.remove("198.51.100.0/24")
+    assert ledger.covering(ip_address("198.51.100.7"), 10) is None

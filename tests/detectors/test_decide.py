@@ -87,3 +87,36 @@ def test_protection_touch_announces_only_now_and_then() -> None:
     assert d.state.marked("attack", "bob", T) == T + 60 + 6 * 3600
     again = d.touch("bob", T + 3600)
     assert again is not None and again.until == T + 7 * 3600
+
+
+def test_holds_says_exactly_when_a_ban_would_change_nothing() -> None:
+    """``holds`` lets a detector skip a finding: it must agree with ``ban`` on every row, with
+    escalated offences, expired and permanent bans, over a seeded random set of cases."""
+    import random
+
+    from mailward.decisions.model import Decision
+
+    rnd = random.Random(5)
+    checked = held = 0
+    for _ in range(400):
+        d = decider(escalation={"multiplier": rnd.choice([1.0, 2.0, 4.0]), "max_ban": 200_000})
+        slot = (4, 24, int(ip_address("198.51.100.0")))
+        start = T - rnd.choice([0, 10, 1000, 90_000])
+        until = rnd.choice([None, start + rnd.choice([60, 600, 3600, 86400, 400_000])])
+        if rnd.random() < 0.9:
+            old = Decision(
+                start,
+                "198.51.100.0/24",
+                Action.BAN,
+                "old",
+                until=until,
+                offence=rnd.randrange(1, 5),
+            )
+            d.ledger.add(old)
+        duration = rnd.choice([600.0, 3600.0, 86400.0, 100_000.0])
+        holds = d.holds(slot, duration, T)
+        out = d.ban(ban("198.51.100.0/24", duration, "prefix"), T, slot)
+        assert holds == (out is None), (until, duration)
+        checked += 1
+        held += holds
+    assert 50 < held < checked - 50  # both answers were exercised

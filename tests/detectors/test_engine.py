@@ -366,3 +366,16 @@ def test_check_is_identical_to_the_reference_over_a_random_stream() -> None:
         assert fast.active(now) == slow.active(now)
         # the stream reached every branch: bans, protections, tarpits and plain allows
         assert refused > 200 and tarpitted > 100 and asked - refused - tarpitted > 200
+
+
+def test_a_refusal_follows_the_ban_it_quotes() -> None:
+    eng = engine()
+    eng.apply(Decision(T, "198.51.100.0/24", Action.BAN, "manual", until=T + 60))
+    first = eng.check("198.51.100.9", "bob", T + 1)
+    assert not first.allow and first.decision is not None and first.decision.until == T + 60
+    assert eng.check("198.51.100.10", None, T + 2) is first  # one verdict per standing ban
+    eng.apply(Decision(T + 3, "198.51.100.0/24", Action.BAN, "longer", until=T + 600))
+    later = eng.check("198.51.100.9", "bob", T + 4)
+    assert later.decision is not None and later.decision.until == T + 600
+    assert later.reason == "banned (longer)"
+    assert eng.check("198.51.100.9", "bob", T + 601).allow

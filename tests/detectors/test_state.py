@@ -79,3 +79,25 @@ def test_zero_events_is_not_a_hit() -> None:
     s = MemoryState()
     assert s.hit("f", 1, 0.0, window=60, cap=3, n=0) == 0
     assert s.sizes()["c:f"] == 0
+
+
+def test_distinct_members_match_a_reference_model() -> None:
+    """Every path of ``add_member`` (small tuple, full tuple, dict, a cap that changes between
+    calls as the prefix rule's does) against a plain ordered list, over a seeded random stream."""
+    import random
+
+    rnd = random.Random(11)
+    s = MemoryState()
+    model: dict[int, list[tuple[int, float]]] = {}
+    now = 1000.0
+    for _ in range(20_000):
+        now += rnd.choice([0.0, 0.5, 3.0, 40.0])
+        key, member = rnd.randrange(6), rnd.randrange(14)
+        window, cap = 120.0, rnd.choice([3, 5, 8, 8, 8, 12, 15])
+        kept = [(m, t) for m, t in model.get(key, []) if m != member and t > now - window]
+        kept.append((member, now))
+        model[key] = kept[-cap:]
+        assert s.add_member("set", key, member, now, window=window, cap=cap) == len(model[key])
+        probe = rnd.randrange(14)
+        expected = any(m == probe and t > now - 60 for m, t in model[key])
+        assert s.has_member("set", key, probe, now, 60.0) is expected

@@ -19,6 +19,7 @@ IPAddress = IPv4Address | IPv6Address
 Network = IPv4Network | IPv6Network
 
 _BUCKET = 60.0  # expiry is swept per minute bucket: no heap entry per ban
+_VIEWS = 16384  # Decisions kept built for the bans read most (see Ledger.view; ~5 MB at most)
 
 
 def network_of(ip: IPAddress, prefixlen: int) -> Network:
@@ -73,6 +74,7 @@ class Ledger:
         # the ints are the table's own key objects, so the index costs a pointer per ban
         self._buckets: dict[tuple[int, int], dict[int, list[int | str]]] = {}
         self._templates: dict[tuple[str, str, int, int], _Template] = {}
+        self._views: dict[Slot, tuple[_Row, Decision]] = {}
         self._count = 0
 
     def __len__(self) -> int:
@@ -225,7 +227,7 @@ class Ledger:
     def covering(self, ip: IPAddress, now: float) -> Decision | None:
         """The active ban on ``ip`` or on a prefix containing it (longest expiry wins)."""
         found = self.covering_row(4 if isinstance(ip, IPv4Address) else 6, int(ip), now)
-        return None if found is None else _decision(*found)
+        return None if found is None else self.view(*found)
 
     def covering_row(self, version: int, value: int, now: float) -> tuple[Slot, _Row] | None:
         """``covering`` for an address given as ints, as the raw row: the in-line check asks
@@ -245,6 +247,21 @@ class Ledger:
             if best is None or until is None or (best[1][1] is not None and until > best[1][1]):
                 best = ((version, plen, base), row)
         return best
+
+    def view(self, slot: Slot, row: _Row) -> Decision:
+        """``row_decision(slot, row)``, built once while the row stands: the in-line check and
+        every event from a banned source ask for the same few bans over and over. A row is an
+        immutable tuple replaced on every change; compared by value, not identity (compiled, a
+        row is unboxed into a C struct and boxed anew at every call), and its template by
+        identity first, so the comparison is a few pointer tests."""
+        hit = self._views.get(slot)
+        if hit is not None and hit[0] == row:
+            return hit[1]
+        if len(self._views) >= _VIEWS:
+            self._views.clear()  # only the sharing is lost
+        decision = _decision(slot, row)
+        self._views[slot] = (row, decision)
+        return decision
 
     def user(self, name: str, now: float) -> Decision | None:
         """The active protection of username ``name``, if any."""

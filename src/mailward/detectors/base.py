@@ -19,6 +19,7 @@ from mailward.decisions.model import Action, Decision
 IPAddress = IPv4Address | IPv6Address
 Evidence = dict[str, int | float | str]
 
+_V4_END = 1 << 32  # address keys below it are IPv4 (detectors.keys)
 MAX_USERNAME = 256  # attacker-chosen text: bound what a key may cost
 
 
@@ -39,25 +40,53 @@ def need(threshold: int, factor: float) -> int:
     return max(threshold, math.ceil(threshold * factor))
 
 
-@dataclass(slots=True)
 class Source:
-    """Per-event facts about the client address, computed once by the engine."""
+    """Per-event facts about the client address, computed once by the engine.
 
-    ip: IPAddress
-    key: int  # detectors.keys.ip_key
-    prefix: int  # detectors.keys.prefix_key
-    prefixlen: int  # the configured prefix length for this address family
-    factor: float = 1.0  # > 1 when the address logged in successfully of late
-    country: str | None = None
-    asn: int | None = None
-    banned: bool = False  # already covered by an active ban (count, but do not ban again)
-    cover: Decision | None = None  # that ban
-    address: str = ""  # str(ip), made once
-    _prefix_target: str = ""  # made on first use
+    A plain class, not a dataclass: compiled with mypyc, a dataclass keeps the interpreted
+    ``__init__`` the dataclasses module generates, and one ``Source`` is built per event."""
 
-    def __post_init__(self) -> None:
-        if not self.address:
-            self.address = str(self.ip)
+    __slots__ = (
+        "ip",
+        "key",
+        "prefix",
+        "prefixlen",
+        "factor",
+        "country",
+        "asn",
+        "banned",
+        "cover",
+        "address",
+        "prefix_held",
+        "_prefix_target",
+    )
+
+    def __init__(
+        self,
+        ip: IPAddress,
+        key: int,  # detectors.keys.ip_key
+        prefix: int,  # detectors.keys.prefix_key
+        prefixlen: int,  # the configured prefix length for this address family
+        factor: float = 1.0,  # > 1 when the address logged in successfully of late
+        country: str | None = None,
+        asn: int | None = None,
+        banned: bool = False,  # already covered by an active ban (count, but do not ban again)
+        cover: Decision | None = None,  # that ban
+        address: str = "",  # str(ip), made once
+    ) -> None:
+        self.ip = ip
+        self.key = key
+        self.prefix = prefix
+        self.prefixlen = prefixlen
+        self.factor = factor
+        self.country = country
+        self.asn = asn
+        self.banned = banned
+        self.cover = cover
+        self.address = address or str(ip)
+        # its prefix is banned for at least a prefix ban: a prefix finding would add nothing
+        self.prefix_held = False
+        self._prefix_target = ""  # made on first use
 
     @property
     def prefix_target(self) -> str:
@@ -85,9 +114,11 @@ class Source:
     @property
     def prefix_slot(self) -> Slot:
         """The containing prefix as a ledger slot."""
-        bits = 32 if self.ip.version == 4 else 128
-        value = int(self.ip) >> (bits - self.prefixlen) << (bits - self.prefixlen)
-        return (self.ip.version, self.prefixlen, value)
+        if self.key < _V4_END:  # IPv4: the key is the address itself
+            shift = 32 - self.prefixlen
+            return (4, self.prefixlen, self.key >> shift << shift)
+        value = int(self.ip) >> (128 - self.prefixlen) << (128 - self.prefixlen)
+        return (6, self.prefixlen, value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ class Decider:
         self.breaker = breaker
         # a ban this long outlasts every failure window: the failure times can go
         self.drop_after = drop_after
-        protect = settings.distributed.protect
+        protect = self._protect_for = settings.distributed.protect
         # a protection is re-announced when extended by this much (always before it runs out)
         self.gap = min(max(60.0, protect / 6), protect / 2)
         self._shared: dict[tuple[str, tuple[object, ...]], tuple[str, Evidence]] = {}
@@ -112,9 +112,7 @@ class Decider:
             # lengthen the ban, at the same offence count.
             ts, until, offence = existing
             record = False
-            if offence > 1:
-                grown = duration * esc.multiplier ** min(offence - 1, 64)
-                duration = max(duration, min(grown, esc.max_ban))
+            duration = self._grown(duration, offence)
             if until is None or duration <= until - ts:
                 return None
             if not self.breaker.allow(now):
@@ -127,9 +125,7 @@ class Decider:
                 self.history.offences(target, now - esc.history) + 1 if finding.escalate else 1
             )
             record = True
-            if offence > 1:
-                grown = duration * esc.multiplier ** min(offence - 1, 64)
-                duration = max(duration, min(grown, esc.max_ban))
+            duration = self._grown(duration, offence)
         reason, evidence = self._intern(finding)
         if offence > 1:
             evidence = {**evidence, "previous_offences": offence - 1}
@@ -148,6 +144,24 @@ class Decider:
             self.history.record(target, now)
         return stored
 
+    def _grown(self, duration: float, offence: int) -> float:
+        """``duration`` escalated for the ``offence``-th ban, capped at ``max_ban``."""
+        if offence > 1:
+            esc = self.settings.escalation
+            grown = duration * esc.multiplier ** min(offence - 1, 64)
+            duration = max(duration, min(grown, esc.max_ban))
+        return duration
+
+    def holds(self, slot: Slot, duration: float, now: float) -> bool:
+        """Whether the active ban on exactly ``slot`` already outlasts a ban of ``duration``
+        (escalated as ``ban`` would): a finding like that there would change nothing, so a
+        detector may skip building it (a banned prefix's events, over and over)."""
+        existing = self.ledger.active_row(slot, now)
+        if existing is None:
+            return False
+        ts, until, offence = existing
+        return until is None or self._grown(duration, offence) <= until - ts
+
     def _protect(self, finding: Finding, now: float) -> list[Decision]:
         decision = self.touch(sys.intern(finding.target[len(USER_PREFIX) :]), now, finding)
         return [] if decision is None else [decision]
@@ -156,7 +170,7 @@ class Decider:
         """Extend the protection of ``user``. The ledger, and the caller through the returned
         decision, hear of it only when it moved by ``_gap``: a long attack is not a decision
         per attempt, and the ledger's expiry never passes while attempts go on."""
-        until = now + self.settings.distributed.protect
+        until = now + self._protect_for
         self.state.mark(ATTACK, user, until)
         current = self.ledger.user(user, now)
         if current is not None and (current.until is None or until - current.until < self.gap):

@@ -30,14 +30,24 @@ _CACHE = 4096  # shared findings/evidence kept for usernames under attack
 class Distributed:
     def __init__(self, settings: DetectorSettings) -> None:
         self.settings = settings
-        self.cfg = settings.distributed
+        cfg = self.cfg = settings.distributed
+        # Settings are frozen: the values read per event are copied once, so compiled code
+        # reads a native attribute instead of looking a pydantic field up by name.
+        self._known_good = cfg.known_good
+        self._enabled = cfg.enabled
+        self._by_ip = cfg.user_count_by == "ip"
+        self._user_window = cfg.user_window
+        self._user_sources = cfg.user_sources
+        self._prefix_sources = cfg.prefix_sources
+        self._prefix_window = cfg.prefix_window
+        self._good_factor = settings.safety.known_good_factor
         self._goes_on: dict[tuple[str, int], Finding] = {}
         self._first_evidence: dict[str, Evidence] = {}
 
     # -- known-good sources -----------------------------------------------------------------
 
     def is_known_good(self, state: StateStore, user: str, src: Source, now: float) -> bool:
-        window = self.cfg.known_good
+        window = self._known_good
         return state.has_member(GOOD, user, src.key, now, window) or state.has_member(
             GOOD, user, src.prefix, now, window
         )
@@ -55,7 +65,7 @@ class Distributed:
             # A success from a new source during an attack may be the attacker's: never let it
             # whitelist itself.
             return
-        window = self.cfg.known_good
+        window = self._known_good
         state.add_member(GOOD, user, src.key, now, window=window, cap=_GOOD_CAP)
         state.add_member(GOOD, user, src.prefix, now, window=window, cap=_GOOD_CAP)
 
@@ -65,7 +75,7 @@ class Distributed:
         self, state: StateStore, src: Source, user: str | None, now: float, *, owner: bool = False
     ) -> list[Finding]:
         """``owner``: ``user`` has logged in from this source of late (``is_known_good``)."""
-        if not self.cfg.enabled:
+        if not self._enabled:
             return []
         findings: list[Finding] = []
         if user is not None and not owner:
@@ -78,12 +88,12 @@ class Distributed:
         cfg = self.cfg
         target = USER_PREFIX + user
         under_attack = state.marked(ATTACK, user, now) is not None
-        member = src.key if cfg.user_count_by == "ip" else src.prefix
+        member = src.key if self._by_ip else src.prefix
         sources = state.add_member(
-            USER_SOURCES, user, member, now, window=cfg.user_window, cap=cfg.user_sources
+            USER_SOURCES, user, member, now, window=self._user_window, cap=self._user_sources
         )
         findings: list[Finding] = []
-        if not under_attack and sources >= cfg.user_sources:
+        if not under_attack and sources >= self._user_sources:
             findings.append(
                 Finding(
                     "user_under_attack",
@@ -133,16 +143,16 @@ class Distributed:
         return findings
 
     def _prefix(self, state: StateStore, src: Source, now: float) -> list[Finding]:
-        cfg = self.cfg
         factor = src.factor
         if factor == 1.0 and state.marked(GOOD_NET, src.prefix, now) is not None:
-            factor = self.settings.safety.known_good_factor
-        required = need(cfg.prefix_sources, factor)
+            factor = self._good_factor
+        required = need(self._prefix_sources, factor)
         distinct = state.add_member(
-            NET_SOURCES, src.prefix, src.key, now, window=cfg.prefix_window, cap=required
+            NET_SOURCES, src.prefix, src.key, now, window=self._prefix_window, cap=required
         )
-        if distinct < required:
+        if distinct < required or src.prefix_held:
             return []
+        cfg = self.cfg
         return [
             Finding(
                 "prefix",

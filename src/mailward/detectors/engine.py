@@ -16,7 +16,7 @@ from socket import inet_ntoa
 from typing import Any
 
 from mailward.config.model import DetectorSettings, Settings
-from mailward.decisions.ledger import Ledger, row_decision
+from mailward.decisions.ledger import Ledger
 from mailward.decisions.model import USER_PREFIX, Action, Decision
 from mailward.detectors.base import Source, canonical_user
 from mailward.detectors.decide import Decider
@@ -51,6 +51,7 @@ Network = IPv4Network | IPv6Network
 
 _SWEEP_EVERY = 60.0
 _HISTORY_SWEEP_EVERY = 3600.0
+_REFUSALS = 16384  # refusal verdicts kept per ban slot (Engine.check)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +110,16 @@ class Engine:
             breaker=self.breaker,
             drop_after=self.failures.window,
         )
+        # frozen settings read per event, copied once (native attributes when compiled)
+        self._prefix_v4 = settings.prefix_v4
+        self._prefix_v6 = settings.prefix_v6
+        self._good_factor = settings.safety.known_good_factor
+        self._good_for = settings.safety.known_good_for
+        self._prefix_ban = settings.distributed.prefix_ban
         self._next_sweep = 0.0
         self._next_history_sweep = 0.0
         self.counts = {"events": 0, "decisions": 0, "exempt": 0}
+        self._refusals: dict[tuple[int, int, int], Verdict] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Engine:
@@ -139,26 +147,34 @@ class Engine:
         self.counts["decisions"] += len(out)
         return out
 
-    def _source(self, ip: IPAddress, now: float) -> Source:
-        cfg = self.settings
-        # ip_key, prefix_key and str(ip) inlined: this runs once per event.
+    def _exempt(self, ip: IPAddress) -> tuple[bool, int]:
+        """Whether ``ip`` is exempt, and the address as an int (computed once per event)."""
         value = int(ip)
-        if ip.__class__ is IPv4Address:
-            plen = cfg.prefix_v4
+        exempt = self.exempt
+        if not exempt.networks:
+            return False, value
+        return exempt.holds(4 if isinstance(ip, IPv4Address) else 6, value), value
+
+    def _source(self, ip: IPAddress, now: float, value: int) -> Source:
+        # ip_key, prefix_key and str(ip) inlined: this runs once per event.
+        if isinstance(ip, IPv4Address):
+            version = 4
+            plen = self._prefix_v4
             key = value
             prefix = (value >> (32 - plen) << (32 - plen)) | (plen << 33)
             address = inet_ntoa(value.to_bytes(4, "big"))
         else:
-            plen = cfg.prefix_v6
+            version = 6
+            plen = self._prefix_v6
             key = value | _V6
             prefix = (value >> (128 - plen) << (128 - plen)) | _V6 | (plen << 129)
             address = str(ip)
         src = Source(ip=ip, key=key, prefix=prefix, prefixlen=plen, address=address)
-        cover = self.ledger.covering(ip, now)
-        if cover is not None:
-            src.banned, src.cover = True, cover
+        found = self.ledger.covering_row(version, value, now)
+        if found is not None:
+            src.banned, src.cover = True, self.ledger.view(*found)
         if self.state.marked(GOOD_IP, key, now) is not None:
-            src.factor = cfg.safety.known_good_factor
+            src.factor = self._good_factor
         if self._need_geo and self.geo is not None:
             src.country = self.geo.country(ip)
             asn = self.geo.asn(ip)
@@ -169,10 +185,11 @@ class Engine:
         ip = event.ip
         if ip is None:
             return []
-        if self.exempt.networks and ip in self.exempt:
+        exempt, value = self._exempt(ip)
+        if exempt:
             self.counts["exempt"] += 1
             return []
-        src = self._source(ip, now)
+        src = self._source(ip, now, value)
         user = canonical_user(event.username)
         unknown = event.reason is FailReason.UNKNOWN_USER
         if unknown:
@@ -190,6 +207,8 @@ class Engine:
             findings = []
         if self.georule.active:
             findings += self.georule.on_failure(src)
+        if src.banned:
+            src.prefix_held = self.decider.holds(src.prefix_slot, self._prefix_ban, now)
         findings += self.distributed.on_failure(self.state, src, user, now, owner=owner)
         if src.asn is not None:
             findings += self.distributed.on_asn_failure(self.state, src, now)
@@ -199,24 +218,30 @@ class Engine:
 
     def _success(self, event: AuthSuccess, now: float) -> list[Decision]:
         ip = event.ip
-        if ip is None or ip in self.exempt:
+        if ip is None:
             return []
-        src = self._source(ip, now)
+        exempt, value = self._exempt(ip)
+        if exempt:
+            return []
+        src = self._source(ip, now, value)
         findings = self.failures.on_success(self.state, src, now)
         self.distributed.on_success(
             self.state,
             src,
             canonical_user(event.username),
             now,
-            self.settings.safety.known_good_for,
+            self._good_for,
         )
         return self.decider.decide(findings, src, now)
 
     def _unknown_recipient(self, event: Event, now: float) -> list[Decision]:
         ip = event.ip
-        if ip is None or ip in self.exempt:
+        if ip is None:
             return []
-        src = self._source(ip, now)
+        exempt, value = self._exempt(ip)
+        if exempt:
+            return []
+        src = self._source(ip, now, value)
         return self.decider.decide(
             self.enumeration.on_miss(self.state, src, now, "recipient"), src, now
         )
@@ -242,8 +267,17 @@ class Engine:
             return ALLOW
         found = self.ledger.covering_row(version, value, now)
         if found is not None:
-            banned = row_decision(*found)
-            return Verdict(False, reason=f"banned ({banned.rule})", decision=banned)
+            banned = self.ledger.view(*found)
+            # One refusal per standing ban, not one per request (a verdict is read-only).
+            hit = self._refusals.get(found[0])
+            if hit is not None and hit.decision is banned:
+                return hit
+            if len(self._refusals) >= _REFUSALS:
+                self._refusals.clear()
+            verdict = self._refusals[found[0]] = Verdict(
+                False, reason=f"banned ({banned.rule})", decision=banned
+            )
+            return verdict
         if self.georule.active and self.geo is not None:
             asn = self.geo.asn(ip)
             why = self.georule.refuses(self.geo.country(ip), None if asn is None else asn[0])

@@ -172,10 +172,20 @@ class MemoryState:
             members_: tuple[Key, ...] = old[0::2]  # type: ignore[assignment]
             times_: tuple[float, ...] = old[1::2]  # type: ignore[assignment]
             size = len(members_)
-            if size < cap and size < _SMALL and member not in members_ and min(times_) > horizon:
+            # Nothing expired: the new (or renewed) member goes last, at most the oldest goes.
+            live = min(times_) > horizon
+            known = member in members_
+            if live and not known and size < cap and size < _SMALL:
                 # the common case: a new member, nothing to drop
                 table[key] = (*old, member, now)
                 size += 1
+            elif live and not known and size == cap:
+                # full (a username under attack): the new member pushes out the oldest
+                table[key] = (*old[2:], member, now)
+            elif live and known and size <= cap:
+                # a repeat: it moves to the end
+                i = 2 * members_.index(member)
+                table[key] = (*old[:i], *old[i + 2 :], member, now)
             else:
                 kept: list[tuple[Key, float]] = [
                     (m, t)

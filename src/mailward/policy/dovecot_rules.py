@@ -16,6 +16,7 @@ from typing import Any
 
 from mailward.config.model import DovecotPolicySettings
 from mailward.decisions.model import USER_PREFIX, Action, Decision
+from mailward.detectors.keys import ip_key
 from mailward.errors import ProtocolError
 from mailward.events import (
     AuthFailure,
@@ -59,18 +60,49 @@ def _text(body: dict[str, Any], key: str) -> str:
     return str(value)
 
 
-@dataclass(slots=True)
 class AuthRequest:
-    """The fields mailward reads from a Dovecot policy body (the rest is ignored)."""
+    """The fields mailward reads from a Dovecot policy body (the rest is ignored).
 
-    ip: IPAddress | None
-    login: str | None
-    protocol: str
-    pwhash: str
-    session: str | None
-    success: bool
-    policy_reject: bool
-    fail_type: str
+    A plain class, not a dataclass: compiled with mypyc, a dataclass keeps the interpreted
+    ``__init__`` the dataclasses module generates, and one is built per request."""
+
+    __slots__ = (
+        "ip",
+        "login",
+        "protocol",
+        "pwhash",
+        "session",
+        "success",
+        "policy_reject",
+        "fail_type",
+    )
+
+    def __init__(
+        self,
+        ip: IPAddress | None,
+        login: str | None,
+        protocol: str,
+        pwhash: str,
+        session: str | None,
+        success: bool,
+        policy_reject: bool,
+        fail_type: str,
+    ) -> None:
+        self.ip = ip
+        self.login = login
+        self.protocol = protocol
+        self.pwhash = pwhash
+        self.session = session
+        self.success = success
+        self.policy_reject = policy_reject
+        self.fail_type = fail_type
+
+    def __repr__(self) -> str:
+        return (
+            f"AuthRequest(ip={self.ip!r}, login={self.login!r}, protocol={self.protocol!r}, "
+            f"pwhash={self.pwhash!r}, session={self.session!r}, success={self.success!r}, "
+            f"policy_reject={self.policy_reject!r}, fail_type={self.fail_type!r})"
+        )
 
     @classmethod
     def from_json(cls, body: Any) -> AuthRequest:
@@ -104,7 +136,7 @@ class AuthRequest:
                 ip = parse_ip(remote)
             except ValueError:
                 raise ProtocolError(f"remote {remote[:60]!r} is not an address") from None
-        return cls(
+        return AuthRequest(  # not cls(): compiled, a direct call to the native constructor
             ip=ip,
             login=login or None,
             protocol=protocol.lower(),
@@ -228,7 +260,8 @@ class DovecotPolicy:
         assert req.ip is not None
         s = self.settings
         login = req.login or ""
-        per_ip, new = self.pwhash_by_ip.add(req.ip, (login, req.pwhash), now)
+        # keyed by the address as an int: an ``ip_address`` hashes in Python (hash(hex(int)))
+        per_ip, new = self.pwhash_by_ip.add(ip_key(req.ip), (login, req.pwhash), now)
         per_login, _ = self.pwhash_by_login.add(login, req.pwhash, now)
         if 0 < s.pwhash_per_ip <= per_ip and self.blocked.match(req.ip, now) is None:
             self.blocked.add(ip_network(req.ip), now + s.pwhash_ban)
@@ -263,7 +296,7 @@ class DovecotPolicy:
     ) -> int:
         """Distinct failed password hashes seen recently for an IP or a login."""
         if ip is not None:
-            return self.pwhash_by_ip.count(ip, now)
+            return self.pwhash_by_ip.count(ip_key(ip), now)
         return self.pwhash_by_login.count(login or "", now)
 
     def _observe(self, event: Event) -> None:
