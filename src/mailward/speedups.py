@@ -40,6 +40,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "mailward.detectors.decide",
     "mailward.detectors.engine",
     "mailward.decisions.ledger",
+    "mailward.clock",  # SystemClock.now() is asked once per request
 )
 
 

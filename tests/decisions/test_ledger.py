@@ -108,3 +108,7 @@ def test_covering_builds_a_ban_once_and_follows_its_changes() -> None:
     assert first.until == 100  # what was handed out is never changed
     ledger.remove("198.51.100.0/24")
     assert ledger.covering(ip_address("198.51.100.7"), 10) is None
+    # banned again: a new row, so nothing built from the old one is handed out
+    ledger.add(ban("198.51.100.0/24", 6, 300))
+    again = ledger.covering(ip_address("198.51.100.9"), 10)
+    assert again is not None and again.until == 300 and again.offence == 1

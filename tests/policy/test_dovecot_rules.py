@@ -58,6 +58,9 @@ def test_auth_request_parses_dovecot_23_and_24_bodies() -> None:
         {"remote": "not-an-ip"},
         {"login": 5},
         {"success": "yes"},
+        {"policy_reject": 1},
+        {"success": None},
+        {"protocol": {"imap": 1}},
         {"remote": "1.2.3.4", "pwhash": []},
     ],
 )

@@ -74,7 +74,7 @@ class Ledger:
         # the ints are the table's own key objects, so the index costs a pointer per ban
         self._buckets: dict[tuple[int, int], dict[int, list[int | str]]] = {}
         self._templates: dict[tuple[str, str, int, int], _Template] = {}
-        self._views: dict[Slot, tuple[_Row, Decision]] = {}
+        self._views: dict[int, tuple[_Row, Decision]] = {}
         self._count = 0
 
     def __len__(self) -> int:
@@ -103,14 +103,14 @@ class Ledger:
         if table is None:
             table = family[prefixlen] = {}
         old = table.get(value)
-        if old is not None and (old[1] is None or old[1] > decision.ts):
-            if old[1] is None or (decision.until is not None and decision.until <= old[1]):
+        if old is not None and (old.until is None or old.until > decision.ts):
+            if old.until is None or (decision.until is not None and decision.until <= old.until):
                 return None
-            if old[2][3] > decision.offence:
-                decision = replace(decision, offence=old[2][3])
+            if old.template[3] > decision.offence:
+                decision = replace(decision, offence=old.template[3])
         if old is None:
             self._count += 1
-        table[value] = (decision.ts, decision.until, self._template(decision))
+        table[value] = _Row(decision.ts, decision.until, self._template(decision))
         if decision.until is not None:
             self._due((version, prefixlen), decision.until).append(value)
         return decision
@@ -186,7 +186,7 @@ class Ledger:
                             continue
                     else:
                         row = None if table is None else table.get(item)
-                        until = None if row is None else row[1]
+                        until = None if row is None else row.until
                         if table is not None and row is not None and until is not None:
                             if until <= now:
                                 del table[item]
@@ -211,7 +211,7 @@ class Ledger:
             slot = slot_of(target)
         table = self._nets[slot[0]].get(slot[1])
         row = None if table is None else table.get(slot[2])
-        if row is None or (row[1] is not None and row[1] <= now):
+        if row is None or (row.until is not None and row.until <= now):
             return None
         return _decision(slot, row)
 
@@ -220,14 +220,14 @@ class Ledger:
         without rebuilding the target string and the ``Decision`` (the detectors' hot path)."""
         table = self._nets[slot[0]].get(slot[1])
         row = None if table is None else table.get(slot[2])
-        if row is None or (row[1] is not None and row[1] <= now):
+        if row is None or (row.until is not None and row.until <= now):
             return None
-        return row[0], row[1], row[2][3]
+        return row.ts, row.until, row.template[3]
 
     def covering(self, ip: IPAddress, now: float) -> Decision | None:
         """The active ban on ``ip`` or on a prefix containing it (longest expiry wins)."""
         found = self.covering_row(4 if isinstance(ip, IPv4Address) else 6, int(ip), now)
-        return None if found is None else self.view(*found)
+        return None if found is None else self.view(found[0], found[1])
 
     def covering_row(self, version: int, value: int, now: float) -> tuple[Slot, _Row] | None:
         """``covering`` for an address given as ints, as the raw row: the in-line check asks
@@ -241,26 +241,29 @@ class Ledger:
             row = table.get(base)
             if row is None:
                 continue
-            until = row[1]
+            until = row.until
             if until is not None and until <= now:
                 continue
-            if best is None or until is None or (best[1][1] is not None and until > best[1][1]):
+            if (
+                best is None
+                or until is None
+                or (best[1].until is not None and until > best[1].until)
+            ):
                 best = ((version, plen, base), row)
         return best
 
     def view(self, slot: Slot, row: _Row) -> Decision:
         """``row_decision(slot, row)``, built once while the row stands: the in-line check and
-        every event from a banned source ask for the same few bans over and over. A row is an
-        immutable tuple replaced on every change; compared by value, not identity (compiled, a
-        row is unboxed into a C struct and boxed anew at every call), and its template by
-        identity first, so the comparison is a few pointer tests."""
-        hit = self._views.get(slot)
-        if hit is not None and hit[0] == row:
+        every event from a banned source ask for the same few bans over and over. A row is
+        replaced, never changed, so the row object itself says whether the view still holds."""
+        views = self._views
+        hit = views.get(id(row))
+        if hit is not None and hit[0] is row:
             return hit[1]
-        if len(self._views) >= _VIEWS:
-            self._views.clear()  # only the sharing is lost
+        if len(views) >= _VIEWS:
+            views.clear()  # only the sharing is lost
         decision = _decision(slot, row)
-        self._views[slot] = (row, decision)
+        views[id(row)] = (row, decision)  # the entry keeps the row, so its id is not reused
         return decision
 
     def user(self, name: str, now: float) -> Decision | None:
@@ -273,7 +276,7 @@ class Ledger:
         for version, family in self._nets.items():
             for plen, table in family.items():
                 for value, row in table.items():
-                    if row[1] is None or row[1] > now:
+                    if row.until is None or row.until > now:
                         out.append(_decision((version, plen, value), row))
         out += [d for d in self._users.values() if _is_active(d, now)]
         return out
@@ -281,7 +284,20 @@ class Ledger:
 
 _USERS = (0, 0)  # the bucket index of protections
 _Template = tuple[str, str, Mapping[str, int | float | str], int]  # rule, reason, evidence, offence
-_Row = tuple[float, float | None, _Template]  # ts, until, template
+
+
+class _Row:
+    """One address or prefix ban: replaced, never changed, when the ban changes, so a reader
+    may keep what it built from it for as long as the table holds this very object (``view``).
+    A slotted object rather than a tuple: compiled, a typed tuple is unboxed into a C struct
+    and boxed anew wherever it crosses a call, and identity is lost with it."""
+
+    __slots__ = ("ts", "until", "template")
+
+    def __init__(self, ts: float, until: float | None, template: _Template) -> None:
+        self.ts = ts
+        self.until = until
+        self.template = template
 
 
 def _target(slot: Slot) -> str:
@@ -299,7 +315,7 @@ def row_decision(slot: Slot, row: _Row) -> Decision:
 
 
 def _decision(slot: Slot, row: _Row) -> Decision:
-    ts, until, (rule, reason, evidence, offence) = row
+    ts, until, (rule, reason, evidence, offence) = row.ts, row.until, row.template
     return Decision(
         ts=ts,
         target=_target(slot),

@@ -102,7 +102,9 @@ class Decider:
         target = finding.target
         if slot is None:
             slot = slot_of(target)
-        if slot[1] < (32 if slot[0] == 4 else 128) and self.exempt.overlaps_slot(*slot):
+        if slot[1] < (32 if slot[0] == 4 else 128) and self.exempt.overlaps_slot(
+            slot[0], slot[1], slot[2]
+        ):
             return None
         esc = self.settings.escalation
         existing = self.ledger.active_row(slot, now)

@@ -119,7 +119,7 @@ class Engine:
         self._next_sweep = 0.0
         self._next_history_sweep = 0.0
         self.counts = {"events": 0, "decisions": 0, "exempt": 0}
-        self._refusals: dict[tuple[int, int, int], Verdict] = {}
+        self._refusals: dict[int, Verdict] = {}  # by id() of the ban's Decision, which it holds
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Engine:
@@ -172,7 +172,7 @@ class Engine:
         src = Source(ip=ip, key=key, prefix=prefix, prefixlen=plen, address=address)
         found = self.ledger.covering_row(version, value, now)
         if found is not None:
-            src.banned, src.cover = True, self.ledger.view(*found)
+            src.banned, src.cover = True, self.ledger.view(found[0], found[1])
         if self.state.marked(GOOD_IP, key, now) is not None:
             src.factor = self._good_factor
         if self._need_geo and self.geo is not None:
@@ -267,14 +267,15 @@ class Engine:
             return ALLOW
         found = self.ledger.covering_row(version, value, now)
         if found is not None:
-            banned = self.ledger.view(*found)
+            banned = self.ledger.view(found[0], found[1])
             # One refusal per standing ban, not one per request (a verdict is read-only).
-            hit = self._refusals.get(found[0])
+            refusals = self._refusals
+            hit = refusals.get(id(banned))
             if hit is not None and hit.decision is banned:
                 return hit
-            if len(self._refusals) >= _REFUSALS:
-                self._refusals.clear()
-            verdict = self._refusals[found[0]] = Verdict(
+            if len(refusals) >= _REFUSALS:
+                refusals.clear()
+            verdict = refusals[id(banned)] = Verdict(
                 False, reason=f"banned ({banned.rule})", decision=banned
             )
             return verdict

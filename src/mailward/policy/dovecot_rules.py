@@ -19,14 +19,13 @@ from mailward.decisions.model import USER_PREFIX, Action, Decision
 from mailward.detectors.keys import ip_key
 from mailward.errors import ProtocolError
 from mailward.events import (
-    AuthFailure,
-    AuthSuccess,
     Event,
     FailReason,
     IPAddress,
     Origin,
     Service,
 )
+from mailward.factories import new_auth_failure, new_auth_success
 from mailward.policy.backend import DecisionSink, EventSink, PolicyBackend
 from mailward.policy.signals import DistinctWindow, NetSet, parse_ip
 
@@ -55,9 +54,9 @@ def _text(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     if value is None:
         return ""
-    if value.__class__ is not str:
+    if not isinstance(value, str):
         raise ProtocolError(f"field {key!r} is not a string")
-    return str(value)
+    return value
 
 
 class AuthRequest:
@@ -109,16 +108,22 @@ class AuthRequest:
         """Validate a decoded body; ``ProtocolError`` names what is wrong."""
         if not isinstance(body, dict):
             raise ProtocolError("body is not a JSON object")
-        get = body.get
-        remote, login, protocol = get("remote", ""), get("login", ""), get("protocol", "")
-        pwhash, session, fail_type = get("pwhash", ""), get("session_id", ""), get("fail_type", "")
+        # Plain dict reads and isinstance: compiled, both are C calls (a bound ``get`` or a
+        # ``__class__`` read would be a generic Python call or attribute lookup each).
+        remote, login, protocol = (
+            body.get("remote", ""),
+            body.get("login", ""),
+            body.get("protocol", ""),
+        )
+        pwhash, session = body.get("pwhash", ""), body.get("session_id", "")
+        fail_type = body.get("fail_type", "")
         if not (
-            remote.__class__ is str
-            and login.__class__ is str
-            and protocol.__class__ is str
-            and pwhash.__class__ is str
-            and session.__class__ is str
-            and fail_type.__class__ is str
+            isinstance(remote, str)
+            and isinstance(login, str)
+            and isinstance(protocol, str)
+            and isinstance(pwhash, str)
+            and isinstance(session, str)
+            and isinstance(fail_type, str)
         ):
             # the slow path: an explicit null counts as absent, anything else not a string fails
             remote = _text(body, "remote")
@@ -127,8 +132,8 @@ class AuthRequest:
             pwhash = _text(body, "pwhash")
             session = _text(body, "session_id")
             fail_type = _text(body, "fail_type")
-        success, policy_reject = get("success", False), get("policy_reject", False)
-        if success.__class__ is not bool or policy_reject.__class__ is not bool:
+        success, policy_reject = body.get("success", False), body.get("policy_reject", False)
+        if not (isinstance(success, bool) and isinstance(policy_reject, bool)):
             raise ProtocolError("fields 'success' and 'policy_reject' must be booleans")
         ip: IPAddress | None = None
         if remote:
@@ -229,7 +234,7 @@ class DovecotPolicy:
         if req.success:
             self.stats.successes += 1
             self.feed(
-                AuthSuccess(
+                new_auth_success(  # the builder: a compiled dataclass __init__ is interpreted
                     ts=now,
                     service=service,
                     ip=req.ip,
@@ -244,7 +249,7 @@ class DovecotPolicy:
             self.stats.repeats += 1
             return
         self.feed(
-            AuthFailure(
+            new_auth_failure(
                 ts=now,
                 service=service,
                 ip=req.ip,
