@@ -9,9 +9,9 @@ minute its state runs out, and ``sweep(now)`` drops what is due, at a cost propo
 from __future__ import annotations
 
 import struct
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from itertools import chain
-from typing import Protocol
 
 Key = int | str
 """Addresses and prefixes are ints (see ``detectors.keys``), usernames and ASNs strings/ints."""
@@ -36,24 +36,31 @@ def _pack(times: list[int]) -> bytes:
     return _codec(len(times)).pack(*times)
 
 
-class StateStore(Protocol):
+class StateStore(ABC):
     """The state the detectors need. Redis mapping (docs/detectors.md): counters are ZSETs of
     event times trimmed by rank and score, distinct sets ZSETs of member -> last seen, marks one
-    ZSET per space scored by expiry (``ZADD GT``); every key has a TTL of its window."""
+    ZSET per space scored by expiry (``ZADD GT``); every key has a TTL of its window.
 
+    An abstract class rather than a Protocol: compiled, a call through a native base class is a
+    vtable call, through a Protocol a generic Python call that parses its keywords each time."""
+
+    @abstractmethod
     def hit(self, space: str, key: Key, now: float, *, window: float, cap: int, n: int = 1) -> int:
         """Record ``n`` events at ``now``; return how many fall within ``window`` (at most ``cap``:
         only the newest ``cap`` times are kept, enough to answer 'at least cap?')."""
         ...
 
+    @abstractmethod
     def count(self, space: str, key: Key, now: float, window: float) -> int:
         """Recorded events within ``window`` before ``now`` (at most the ``cap`` of the writes)."""
         ...
 
+    @abstractmethod
     def counts(self, space: str, key: Key, now: float, windows: Sequence[float]) -> list[int]:
         """``count`` for several windows in one read."""
         ...
 
+    @abstractmethod
     def add_member(
         self, space: str, key: Key, member: Key, now: float, *, window: float, cap: int
     ) -> int:
@@ -61,30 +68,36 @@ class StateStore(Protocol):
         (at most ``cap``; the member seen longest ago is dropped first)."""
         ...
 
+    @abstractmethod
     def has_member(self, space: str, key: Key, member: Key, now: float, window: float) -> bool:
         """Whether ``member`` was seen under ``key`` within ``window``."""
         ...
 
+    @abstractmethod
     def mark(self, space: str, key: Key, until: float) -> float:
         """Set the expiry of ``key`` to ``until`` unless it is already later; return the expiry."""
         ...
 
+    @abstractmethod
     def marked(self, space: str, key: Key, now: float) -> float | None:
         """The expiry of ``key`` if it is still in the future, else None."""
         ...
 
+    @abstractmethod
     def unmark(self, space: str, key: Key) -> None: ...
 
+    @abstractmethod
     def reset(self, space: str, key: Key) -> None:
         """Forget the counter or distinct set of ``key``."""
         ...
 
+    @abstractmethod
     def sweep(self, now: float) -> int:
         """Drop state whose window or expiry has passed; return how many keys went."""
         ...
 
 
-class MemoryState:
+class MemoryState(StateStore):
     """In-process ``StateStore``. Compact on purpose (a botnet means a million keys): a counter
     is one ``bytes`` of packed 32-bit deciseconds since the store's epoch (12 bytes for three
     events), a small distinct set a flat tuple ``(m1, t1, m2, t2…)``, and the expiry index holds
