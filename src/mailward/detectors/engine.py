@@ -25,7 +25,7 @@ from mailward.detectors.enumeration import ENUM_IP, ENUM_NET, Enumeration
 from mailward.detectors.failures import ATTEMPT, FAIL, OWNER_FAIL, AddressFailures
 from mailward.detectors.geo import GeoLookup, GeoRule
 from mailward.detectors.history import MemoryHistory, OffenderHistory
-from mailward.detectors.keys import _V6, ip_key, prefix_key
+from mailward.detectors.keys import ip_key, prefix_key
 from mailward.detectors.safety import (
     CircuitBreaker,
     Exempt,
@@ -35,6 +35,7 @@ from mailward.detectors.safety import (
     system_resolver,
 )
 from mailward.detectors.state import MemoryState, StateStore
+from mailward.events import IPV6_KEY_FLAG as _V6
 from mailward.events import (
     AuthFailure,
     AuthSuccess,

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 
+# One key space for the whole pipeline: the ingest stages key addresses the same way.
+from mailward.events import IPV6_KEY_FLAG as _V6
+from mailward.events import ip_key
+
 IPAddress = IPv4Address | IPv6Address
 
-_V6 = 1 << 128
-
-
-def ip_key(ip: IPAddress) -> int:
-    """IPv4: the address as int (< 2**32); IPv6: the address as int plus 2**128."""
-    if isinstance(ip, IPv4Address):
-        return int(ip)
-    return int(ip) | _V6
+__all__ = ["IPAddress", "ip_key", "prefix_key"]
 
 
 def prefix_key(ip: IPAddress, v4len: int, v6len: int) -> int:
