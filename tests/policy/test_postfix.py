@@ -6,6 +6,8 @@ from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tests.conftest import shared_file
 
 from mailward.clock import ManualClock
@@ -14,7 +16,7 @@ from mailward.decisions.model import Action, Decision
 from mailward.errors import ProtocolError
 from mailward.events import Disconnect, Service, UnknownRecipient
 from mailward.policy.backend import MemoryBackend
-from mailward.policy.postfix import PostfixPolicyServer, encode_action, parse_request
+from mailward.policy.postfix import MAX_LINES, PostfixPolicyServer, encode_action, parse_request
 
 DUNNO = b"action=DUNNO\n\n"
 BAN = b"action=421 4.7.0 Service unavailable, try again later\n\n"
@@ -252,3 +254,57 @@ async def test_started_by_a_daemon_it_subscribes_to_events_and_uses_its_engine()
         assert [x.rule for x in d.decisions] == ["policy_enumeration_ip"]
     finally:
         await srv.stop()
+
+
+def _reference_parse(raw: bytes) -> dict[str, str] | str:
+    """The plain-split reading of a request, as the protocol describes it; a str names the
+    kind of error (which line and message wording may differ)."""
+    lines = raw.decode("utf-8", "surrogateescape").split("\n")
+    if len(lines) > MAX_LINES:
+        return "lines"
+    if any("=" not in line for line in lines):
+        return "malformed"
+    attrs = dict(line.split("=", 1) for line in lines)
+    if "" in attrs:
+        return "nameless"
+    if attrs.get("request") != "smtpd_access_policy":
+        return "request"
+    return attrs
+
+
+_LINE = st.one_of(
+    st.sampled_from(
+        [
+            "request=smtpd_access_policy",
+            "request=junk",
+            "client_address=192.0.2.1",
+            "ccert_subject=CN=a=b",
+            "sender=",
+            "=nameless",
+            "no equals sign",
+            "",
+            "sasl_username=\u00fcser",
+        ]
+    ),
+    st.text(alphabet="ab=\r\xff \t", max_size=6),
+)
+
+
+@given(st.lists(_LINE, max_size=12), st.integers(0, 120))
+def test_parse_request_reads_like_a_split_on_the_first_equals(lines: list[str], pad: int) -> None:
+    raw = "\n".join(["request=smtpd_access_policy", *lines, *["x=y"] * pad]).encode(
+        "utf-8", "surrogateescape"
+    )
+    expected = _reference_parse(raw)
+    if isinstance(expected, dict):
+        assert parse_request(raw) == expected
+    else:
+        with pytest.raises(ProtocolError) as err:
+            parse_request(raw)
+        wording = {
+            "lines": "lines (limit",
+            "malformed": "malformed attribute line",
+            "nameless": "without a name",
+            "request": "unsupported request",
+        }
+        assert wording[expected] in str(err.value)

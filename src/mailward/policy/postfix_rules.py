@@ -15,7 +15,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 
 from mailward.config.model import PostfixPolicySettings
 from mailward.decisions.model import USER_PREFIX, Action, Decision
-from mailward.events import Disconnect, Event, IPAddress, UnknownRecipient
+from mailward.events import Disconnect, Event, IPAddress, UnknownRecipient, ip_key
 from mailward.policy.backend import DecisionSink, PolicyBackend
 from mailward.policy.signals import (
     ConnectionCounter,
@@ -121,7 +121,8 @@ class PostfixPolicy:
         instance = attrs.get("instance", "")
         reasons: list[str] = []
         evidence: dict[str, int | float | str] = {}
-        ips, new_ip = self.acct_ips.add(user, ip, now)
+        # the address as an int: an ``ip_address`` hashes in Python (hash(hex(int)))
+        ips, new_ip = self.acct_ips.add(user, ip_key(ip), now)
         if new_ip and 0 < s.account_max_ips < ips:
             reasons.append(f"{ips} client IPs")
             evidence["ips"] = ips

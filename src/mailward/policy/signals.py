@@ -10,7 +10,7 @@ from collections.abc import Hashable
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from socket import AF_INET, inet_pton
 
-from mailward.events import IPAddress, normalise_ip
+from mailward.events import IPAddress, ip_key, normalise_ip
 
 _IP_CACHE: dict[str, IPAddress] = {}
 _IP_CACHE_MAX = 65536
@@ -133,30 +133,33 @@ class ConnectionCounter:
     def __init__(self, ttl: float, max_keys: int = 100_000) -> None:
         self.ttl = ttl
         self.max_keys = max_keys
-        self._open: dict[IPAddress, deque[float]] = {}
+        # keyed by the address as an int: an ``ip_address`` hashes in Python (hash(hex(int)))
+        self._open: dict[int, deque[float]] = {}
 
     def connect(self, ip: IPAddress, now: float) -> int:
         """Record a connection; return how many are open for ``ip``, this one included."""
-        times = self._open.get(ip)
+        key = ip_key(ip)
+        times = self._open.get(key)
         if times is None:
             if len(self._open) >= self.max_keys:
                 del self._open[next(iter(self._open))]
-            times = self._open[ip] = deque()
+            times = self._open[key] = deque()
         self._expire(times, now)
         times.append(now)
         return len(times)
 
     def disconnect(self, ip: IPAddress, now: float) -> None:
-        times = self._open.get(ip)
+        key = ip_key(ip)
+        times = self._open.get(key)
         if not times:
             return
         times.popleft()  # which session ended does not matter, only how many remain
         self._expire(times, now)
         if not times:
-            del self._open[ip]
+            del self._open[key]
 
     def open(self, ip: IPAddress, now: float) -> int:
-        times = self._open.get(ip)
+        times = self._open.get(ip_key(ip))
         if times is None:
             return 0
         self._expire(times, now)
