@@ -21,6 +21,9 @@ ends with a platform probe: a busy loop on each CPU that counts the pauses it se
 floor under every p99 of the run.
 
 The server runs in its own process (one core), the load generator in this one (the other core).
+The generator runs on uvloop (a C event loop; ``--client-loop asyncio`` for the old one): on
+CPython's own loop it costs ~50 µs a request, as much as the null, so it could not saturate the
+nulls and every ratio against them came out flattering (2026-11-22, docs/benchmarks.md).
 mailward's servers run with the real detector engine (default [detectors] settings; ``--engine
 memory`` for the in-memory twin) holding 10,000 banned addresses and 1,000 banned /24s; requests come from 50,000 client addresses (about 2% banned), and a third of the
 Dovecot requests are reports (allow, allow, report: one login).
@@ -219,21 +222,34 @@ try:  # the servers' read path (one reused buffer per connection); older trees: 
     from mailward.policy.buffered import ReusedReadBuffer as _NullBase
 except ImportError:
     _NullBase = asyncio.Protocol  # type: ignore[assignment,misc]
+try:  # the servers' write path (one batch of replies per loop pass); older trees: direct writes
+    from mailward.policy.buffered import ReplyBatch
+except ImportError:
+    ReplyBatch = None  # type: ignore[assignment,misc]
 
 
 class _NullPostfix(_NullBase):  # type: ignore[misc,valid-type]
-    """Same framing work as the real server (buffer, find the blank line), no parsing, no logic."""
+    """Same framing work as the real server (buffer, find the blank line, replies written per
+    loop pass), no parsing, no logic."""
+
+    replies: Any = None  # one batch for the process, as the real server has one per server
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.buf = bytearray()
+        if ReplyBatch is not None and _NullPostfix.replies is None:
+            _NullPostfix.replies = ReplyBatch(asyncio.get_running_loop())
 
     def data_received(self, data: bytes | memoryview) -> None:
         self.buf += data
+        replies = self.replies
         while (end := self.buf.find(b"\n\n")) >= 0:
             del self.buf[: end + 2]
-            self.transport.write(b"action=DUNNO\n\n")
+            if replies is None:
+                self.transport.write(b"action=DUNNO\n\n")
+            else:
+                replies.put(self.transport, b"action=DUNNO\n\n")
 
 
 # ---------------------------------------------------------------------------- load generator
@@ -250,8 +266,7 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -488,7 +503,7 @@ def run_one(
         if not loads:
             assert proc.pid is not None
             before = cpu_times()
-            sat = asyncio.run(saturate(port, reqs, args.conns, args.seconds, is_http, proc.pid))
+            sat = args.run(saturate(port, reqs, args.conns, args.seconds, is_http, proc.pid))
             result["saturated_per_s"] = round(sat["per_s"], 1)
             result["server_cpu_us"] = round(sat["server_cpu_us"], 1)
             result["server_cpu_busy"] = round(sat["server_cpu_busy"], 3)
@@ -498,9 +513,7 @@ def run_one(
         result["loads"] = []
         for rate in args.rates:
             before = cpu_times()
-            point = asyncio.run(
-                fixed_load(port, reqs, rate, args.seconds, args.load_conns, is_http)
-            )
+            point = args.run(fixed_load(port, reqs, rate, args.seconds, args.load_conns, is_http))
             point["steal"] = steal_share(before, cpu_times())
             result["loads"].append(point)
         return result
@@ -571,6 +584,12 @@ def main() -> None:
         "--only", choices=["postfix", "dovecot"], help="benchmark one protocol (and its null)"
     )
     ap.add_argument(
+        "--client-loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="the load generator's event loop (uvloop: the generator is never the limit)",
+    )
+    ap.add_argument(
         "--pin",
         action="store_true",
         help="server on CPU 1, load generator on CPU 0 (run under `chrt -r 10` on a shared box)",
@@ -578,6 +597,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.rounds < 1 or args.seconds <= 0:
         ap.error("--rounds must be at least 1 and --seconds above 0")
+    args.run = asyncio.run
+    if args.client_loop == "uvloop":
+        import uvloop
+
+        args.run = uvloop.run
     args.server_cpu = None
     cpus: list[int | None] = [None, None]
     if args.pin:
@@ -648,6 +672,7 @@ def main() -> None:
         "pinned": bool(args.pin),
         "gc_freeze": bool(args.gc_freeze),
         "engine": args.engine,
+        "client_loop": args.client_loop,
         "rounds": args.rounds,
         "seconds": args.seconds,
         "scheduler": {0: "other", 1: "fifo", 2: "rr"}.get(os.sched_getscheduler(0), "?"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mailward.policy.buffered import READ_CHUNK, ReusedReadBuffer
+from mailward.policy.buffered import READ_CHUNK, ReplyBatch, ReusedReadBuffer
 
 
 class _Collect(ReusedReadBuffer):
@@ -58,3 +58,44 @@ def test_each_connection_has_its_own_buffer() -> None:
     a.get_buffer(-1)[:3] = b"abc"
     a.buffer_updated(3)
     assert bytes(a.got) == b"abc"
+
+
+class _Transport:
+    """Records writes; ``is_closing`` as a real transport says it."""
+
+    def __init__(self, log: list[tuple[str, bytes]], name: str) -> None:
+        self.log, self.name, self.closing = log, name, False
+
+    def write(self, data: bytes) -> None:
+        self.log.append((self.name, data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+async def test_replies_of_one_pass_are_written_together_in_order_after_it() -> None:
+    log: list[tuple[str, bytes]] = []
+    a, b, gone = _Transport(log, "a"), _Transport(log, "b"), _Transport(log, "gone")
+    batch = ReplyBatch(asyncio.get_running_loop())
+    batch.put(a, b"1")  # type: ignore[arg-type]
+    batch.put(b, b"2")  # type: ignore[arg-type]
+    batch.put(gone, b"lost")  # type: ignore[arg-type]
+    batch.put(a, b"3")  # type: ignore[arg-type]
+    gone.closing = True  # its peer left before the pass ended: nothing to answer
+    assert log == [] and len(batch) == 4  # nothing is sent during the pass
+    await asyncio.sleep(0)  # the next pass of the loop
+    assert log == [("a", b"1"), ("b", b"2"), ("a", b"3")]
+    assert len(batch) == 0
+
+
+async def test_an_early_flush_sends_everything_and_the_scheduled_one_finds_nothing() -> None:
+    log: list[tuple[str, bytes]] = []
+    a = _Transport(log, "a")
+    batch = ReplyBatch(asyncio.get_running_loop())
+    batch.put(a, b"1")  # type: ignore[arg-type]
+    batch.flush()  # e.g. before closing a connection with a last reply of its own
+    assert log == [("a", b"1")]
+    batch.put(a, b"2")  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert log == [("a", b"1"), ("a", b"2")]  # each reply exactly once

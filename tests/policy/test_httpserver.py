@@ -123,6 +123,20 @@ async def test_two_requests_in_one_write_are_answered_in_order(
     c.close()
 
 
+async def test_answers_before_garbage_in_the_same_write_still_arrive(
+    server: tuple[HttpServer, Echo],
+) -> None:
+    srv, _ = server
+    c = await Client.to(srv)
+    await c.send(req(b"first", "/1") + req(b"second", "/2") + b"\x00\xff garbage\r\n\r\n")
+    assert [(await c.reply())[:3:2] for _ in range(3)][:2] == [
+        (200, b"/1|-|first"),
+        (200, b"/2|-|second"),
+    ]
+    assert await c.closed()
+    c.close()
+
+
 async def test_a_request_split_into_one_byte_writes(server: tuple[HttpServer, Echo]) -> None:
     srv, _ = server
     c = await Client.to(srv)

@@ -4,6 +4,7 @@ import logging
 import tempfile
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -16,7 +17,14 @@ from mailward.decisions.model import Action, Decision
 from mailward.errors import ProtocolError
 from mailward.events import Disconnect, Service, UnknownRecipient
 from mailward.policy.backend import MemoryBackend
-from mailward.policy.postfix import MAX_LINES, PostfixPolicyServer, encode_action, parse_request
+from mailward.policy.postfix import (
+    MAX_LINES,
+    PostfixPolicyServer,
+    encode_action,
+    parse_request,
+    read_request,
+)
+from mailward.policy.postfix_rules import READS, PostfixPolicy
 
 DUNNO = b"action=DUNNO\n\n"
 BAN = b"action=421 4.7.0 Service unavailable, try again later\n\n"
@@ -192,6 +200,22 @@ async def test_malformed_request_is_logged_and_the_connection_closed(
     writer.close()
 
 
+async def test_answers_before_a_malformed_request_in_the_same_write_still_arrive(server) -> None:  # type: ignore[no-untyped-def]
+    srv, backend, _ = server
+    backend.apply(Decision(0, "192.0.2.9", Action.BAN, "manual"))
+    reader, writer = await open_tcp(srv)
+    writer.write(
+        request(protocol_state="CONNECT", client_address="192.0.2.8")
+        + request(protocol_state="CONNECT", client_address="192.0.2.9")
+        + b"no equals sign\n\n"
+    )
+    await writer.drain()
+    # Replies go out once per pass of the loop; closing for the bad request must not lose them.
+    assert await asyncio.wait_for(reader.read(), 5) == DUNNO + BAN
+    assert srv.core.stats.malformed == 1
+    writer.close()
+
+
 async def test_connection_limit_and_disconnect_events_through_the_server(server) -> None:  # type: ignore[no-untyped-def]
     srv, _, clock = server
     reader, writer = await open_tcp(srv)
@@ -308,3 +332,60 @@ def test_parse_request_reads_like_a_split_on_the_first_equals(lines: list[str], 
             "request": "unsupported request",
         }
         assert wording[expected] in str(err.value)
+
+
+_READ_LINE = st.one_of(
+    st.builds(
+        lambda name, value: name + b"=" + value,
+        st.sampled_from([n.encode() for n in READS] + [b"ccert_subject", b"x"]),
+        st.binary(max_size=8).map(lambda b: b.replace(b"\n", b"")),
+    ),
+    st.sampled_from([b"request=smtpd_access_policy", b"request=junk", b"=v", b"noequals", b""]),
+    st.binary(max_size=8).map(lambda b: b.replace(b"\n", b"")),
+)
+
+
+@given(st.lists(_READ_LINE, max_size=14), st.booleans(), st.integers(0, 110))
+def test_read_request_takes_what_the_full_parse_would_and_refuses_the_same(
+    lines: list[bytes], lead: bool, pad: int
+) -> None:
+    head = [b"request=smtpd_access_policy"] if lead else []
+    raw = b"\n".join([*head, *lines, *[b"x=y"] * pad])
+    try:
+        full = parse_request(raw)
+    except ProtocolError as exc:
+        with pytest.raises(ProtocolError) as err:
+            read_request(raw)
+        assert str(err.value) == str(exc)
+    else:
+        assert read_request(raw) == {k: v for k, v in full.items() if k in READS}
+
+
+class _Reads(dict[str, str]):
+    """A request that records which attributes were asked for."""
+
+    asked: set[str]
+
+    def get(self, key: str, default: object = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def test_the_decision_reads_no_attribute_the_server_does_not_extract() -> None:
+    core = PostfixPolicy(
+        PostfixPolicySettings(account_max_recipients=1, account_max_messages=1), MemoryBackend()
+    )
+    asked: set[str] = set()
+    for state in ("CONNECT", "EHLO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE"):
+        for user in ("", "u@example.org"):
+            attrs = _Reads(
+                request="smtpd_access_policy",
+                protocol_state=state,
+                client_address="192.0.2.7",
+                sasl_username=user,
+                instance="i1",
+                recipient=f"r{state}@example.org",
+            )
+            attrs.asked = asked
+            core.decide(attrs, 100.0)
+    assert "client_address" in asked and asked <= set(READS)

@@ -1,4 +1,5 @@
-"""Reads into one reused buffer per connection (``asyncio.BufferedProtocol``).
+"""Reads into one reused buffer per connection (``asyncio.BufferedProtocol``), and writes the
+replies of one event-loop pass together (``ReplyBatch``).
 
 A plain ``asyncio.Protocol`` gets a fresh ``bytes`` per read, which asyncio allocates at 256 KiB
 and shrinks: on glibc that block sits at the top of the heap and is trimmed back to the system
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
+from typing import Any
 
 READ_CHUNK = 8192
 
@@ -32,3 +34,42 @@ class ReusedReadBuffer(asyncio.BufferedProtocol):
 
     @abstractmethod
     def data_received(self, data: memoryview) -> None: ...
+
+
+class ReplyBatch:
+    """Replies written once per event-loop pass, back to back, instead of one at a time.
+
+    Under load one pass of the loop answers many connections. Sending each reply the moment it
+    is ready wakes the client side once per reply, and on a virtual machine waking a sleeping
+    peer is the dearest part of a send (measured on the Postfix policy server: 25–30 µs of CPU
+    per reply written at once, 12–15 µs written in batches of about eight). Queued here, the
+    replies go out right after the pass that produced them, the way Redis writes its replies
+    before it sleeps. At low load a batch holds one reply and costs one more pass of the loop.
+
+    Every reply of a connection must go through the batch, so they stay in order; before a
+    connection is closed with a last reply written directly, ``flush`` the batch.
+    """
+
+    __slots__ = ("_loop", "_pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: list[tuple[Any, bytes]] = []
+
+    def put(self, transport: asyncio.WriteTransport, data: bytes) -> None:
+        pending = self._pending
+        if not pending:
+            self._loop.call_soon(self.flush)
+        pending.append((transport, data))
+
+    def flush(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        for transport, data in pending:
+            if not transport.is_closing():  # the peer left: nobody to answer
+                transport.write(data)
+
+    def __len__(self) -> int:
+        return len(self._pending)

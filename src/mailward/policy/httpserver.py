@@ -22,7 +22,7 @@ from httptools import (
     HttpRequestParser,
 )
 
-from mailward.policy.buffered import ReusedReadBuffer
+from mailward.policy.buffered import ReplyBatch, ReusedReadBuffer
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,7 @@ class _Connection(ReusedReadBuffer):
 
     def _fail(self, reply: Reply) -> None:
         if self.transport is not None and not self.closing:
+            self.server.replies.flush()  # this connection's earlier answers go out first
             self.transport.write(reply.wire[_CLOSE])
         self._close()
 
@@ -285,7 +286,7 @@ class _Connection(ReusedReadBuffer):
             and self.headers.get(b"expect", b"").lower() == b"100-continue"
             and self.transport is not None
         ):
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            server.replies.put(self.transport, b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         if self.refusal is not None:
@@ -317,8 +318,9 @@ class _Connection(ReusedReadBuffer):
             self.chunks = []
             reply = server.respond(self.url, self.headers, body, self.peer)
         assert self.transport is not None
-        self.transport.write(reply.wire[framing])
+        server.replies.put(self.transport, reply.wire[framing])
         if framing == _CLOSE:
+            server.replies.flush()
             self._close()
 
 
@@ -333,6 +335,7 @@ class HttpServer:
     histogram's ``observe``) receives each answer's handling time in seconds."""
 
     loop: asyncio.AbstractEventLoop  # set by start(); no connection exists before
+    replies: ReplyBatch  # answers are written once per pass of the loop (see ReplyBatch)
 
     def __init__(
         self,
@@ -377,6 +380,7 @@ class HttpServer:
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
+        self.replies = ReplyBatch(loop)
         self._server = await loop.create_server(
             lambda: _Connection(self), host, port, reuse_address=True
         )
@@ -401,6 +405,7 @@ class HttpServer:
             self._sweeper = None
         if server is not None:
             server.close()
+            self.replies.flush()  # answers already given still reach their clients
         for conn in list(self.connections):
             conn._close()
         if server is not None:

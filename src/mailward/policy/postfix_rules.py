@@ -28,6 +28,9 @@ from mailward.policy.signals import (
 log = logging.getLogger(__name__)
 
 DUNNO = "DUNNO"
+#: every attribute ``PostfixPolicy.decide`` reads (the server extracts just these, see
+#: ``policy.postfix.read_request``); ``request`` is the one the protocol check needs
+READS = ("request", "client_address", "protocol_state", "sasl_username", "instance", "recipient")
 TOO_MANY_CONNECTIONS = "421 4.7.0 Error: too many connections"
 
 _COMPROMISED_ACTIONS = {
