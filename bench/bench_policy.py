@@ -460,7 +460,10 @@ async def fixed_load(
                 fire(idle.popleft(), due, False)
             else:
                 backlog.append(due)  # no free connection: it waits, and the wait counts
-        await asyncio.sleep(0.0005)
+        # 1 ms: what both loops can do (CPython's rounds up to its poll's millisecond; libuv
+        # rounds a shorter timer down to zero and the generator would spin, and under `chrt`
+        # a spinning real-time task is throttled 50 ms a second: tails that are nobody's).
+        await asyncio.sleep(0.001)
     await asyncio.sleep(0.5)
     for c in pool:
         assert c.transport is not None
