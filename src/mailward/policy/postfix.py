@@ -35,6 +35,13 @@ REQUEST_KIND = "smtpd_access_policy"
 MAX_LINES = 100  # Postfix 3.12 sends ~32 attributes
 
 
+def _no_equals(raw: bytes) -> ProtocolError:
+    """The error for a request with a line that has no ``=``, naming the first such line."""
+    lines = raw.decode("utf-8", "surrogateescape").split("\n")
+    bad = next(line for line in lines if "=" not in line)
+    return ProtocolError(f"malformed attribute line {bad[:60]!r}")
+
+
 def parse_request(raw: bytes, max_lines: int = MAX_LINES) -> dict[str, str]:
     """Split one request (without its terminating empty line) into attributes.
 
@@ -50,8 +57,7 @@ def parse_request(raw: bytes, max_lines: int = MAX_LINES) -> dict[str, str]:
         # which dict() refuses. On a repeated name the last value wins (the README allows it).
         attrs: dict[str, str] = dict(map(str.split, lines, repeat("="), repeat(1)))
     except ValueError:
-        bad = next(line for line in lines if "=" not in line)
-        raise ProtocolError(f"malformed attribute line {bad[:60]!r}") from None
+        raise _no_equals(raw) from None
     if "" in attrs:
         raise ProtocolError("attribute line without a name")
     kind = attrs.get("request")
@@ -78,8 +84,7 @@ def read_request(raw: bytes, max_lines: int = MAX_LINES) -> dict[str, str]:
         raise ProtocolError(f"request has {lines} lines (limit {max_lines})")
     shape = raw.translate(None, _ALL_BUT_SHAPE)
     if not shape or shape[0] == 10 or shape[-1] == 10 or b"\n\n" in shape:
-        parse_request(raw, max_lines)  # a line without "=": let the full parser name it
-        raise AssertionError("unreachable: parse_request accepted a line without '='")
+        raise _no_equals(raw)
     if raw[:1] == b"=" or b"\n=" in raw:
         raise ProtocolError("attribute line without a name")
     text = b"\n" + raw
