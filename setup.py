@@ -1,4 +1,5 @@
-"""Build hook: compile the ingest hot path with mypyc (metadata lives in pyproject.toml).
+"""Build hook: compile the ingest hot path with mypyc, and the one hand-written C module
+(``mailward.policy._scan``) beside it (metadata lives in pyproject.toml).
 
 ``MAILWARD_COMPILE`` chooses: ``auto`` (default) compiles and falls back to the pure-Python
 modules with a warning when there is no C compiler; ``1`` makes a failed compile an error (CI
@@ -15,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
@@ -57,7 +58,8 @@ BUILDING = any(cmd in sys.argv[1:] for cmd in ("bdist_wheel", "build_ext", "buil
 def ext_modules() -> list[object]:
     if MODE == "0" or not BUILDING:
         return []
-    names = runpy.run_path(str(HERE / "src" / "mailward" / "speedups.py"))["COMPILED_MODULES"]
+    lists = runpy.run_path(str(HERE / "src" / "mailward" / "speedups.py"))
+    names = lists["COMPILED_MODULES"]
     paths = ["src/" + name.replace(".", "/") + ".py" for name in names]
     try:
         from mypyc.build import mypycify
@@ -69,8 +71,13 @@ def ext_modules() -> list[object]:
     # A stale extension from an earlier build (say of a module since dropped from the list)
     # would be packed into the wheel and shadow the Python source: start from a clean build dir.
     shutil.rmtree(HERE / "build", ignore_errors=True)
+    # Hand-written C beside the generated (speedups.C_MODULES): no library does their job.
+    native = [
+        Extension(name, [source], extra_compile_args=["-O2"])
+        for name, source in lists["C_MODULES"].items()
+    ]
     try:
-        return list(mypycify(paths, opt_level="3", debug_level="0", group_name="mailward"))
+        return [*mypycify(paths, opt_level="3", debug_level="0", group_name="mailward"), *native]
     except (Exception, SystemExit) as exc:  # mypyc exits on type errors (another mypy version)
         if MODE == "1":
             raise

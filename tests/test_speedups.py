@@ -18,6 +18,14 @@ def test_every_listed_module_exists_in_the_tree() -> None:
         assert importlib.import_module(name).__name__ == name
 
 
+def test_every_c_module_has_its_source_and_a_stub() -> None:
+    for name, source in speedups.C_MODULES.items():
+        path = SRC.parent / source
+        assert path.is_file(), source
+        assert path.with_suffix(".pyi").is_file(), f"{name}: mypy needs a stub beside {source}"
+        assert source == "src/" + name.replace(".", "/") + ".c"
+
+
 def test_state_is_read_from_where_each_module_loads() -> None:
     state = speedups.compiled_modules()
     assert list(state) == list(speedups.COMPILED_MODULES)
@@ -44,6 +52,7 @@ def test_the_compiled_ci_run_really_runs_compiled_code() -> None:
     state = speedups.compiled_modules()
     if expected == "1":
         assert all(state.values()), state
+        assert all(speedups.c_modules().values()), speedups.c_modules()
         assert not Path(mailward.__file__).is_relative_to(SRC)
     else:
         assert expected in (None, "0")

@@ -44,6 +44,12 @@ COMPILED_MODULES: tuple[str, ...] = (
     "mailward.clock",  # SystemClock.now() is asked once per request
 )
 
+#: hand-written C extensions built beside the mypyc modules: module name -> its source file
+C_MODULES: dict[str, str] = {
+    # the Postfix policy request scanner; ``policy.postfix`` falls back to Python without it
+    "mailward.policy._scan": "src/mailward/policy/_scan.c",
+}
+
 
 def compiled_modules() -> dict[str, bool]:
     """Module name -> True when it loads from a compiled extension in this install."""
@@ -56,12 +62,17 @@ def compiled_modules() -> dict[str, bool]:
     return out
 
 
+def c_modules() -> dict[str, bool]:
+    """C module name -> True when this install has it built."""
+    return {name: importlib.util.find_spec(name) is not None for name in C_MODULES}
+
+
 def describe() -> str:
     """One line for ``mailward --version`` and ``mailward doctor``."""
-    state = compiled_modules()
+    state = {**compiled_modules(), **c_modules()}
     done = sum(state.values())
     if done == len(state):
-        return f"ingest path compiled with mypyc, {done} modules"
+        return f"ingest path compiled with mypyc, {len(COMPILED_MODULES)} modules + C scanner"
     if done == 0:
         return "ingest path interpreted: a pure-Python build, analyze runs about 1.5-2x slower"
     return f"ingest path partly compiled ({done} of {len(state)} modules): rebuild mailward"

@@ -5,6 +5,7 @@ import tempfile
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given
@@ -16,6 +17,7 @@ from mailward.config.model import PostfixPolicySettings
 from mailward.decisions.model import Action, Decision
 from mailward.errors import ProtocolError
 from mailward.events import Disconnect, Service, UnknownRecipient
+from mailward.policy import postfix
 from mailward.policy.backend import MemoryBackend
 from mailward.policy.postfix import (
     MAX_LINES,
@@ -345,20 +347,53 @@ _READ_LINE = st.one_of(
 )
 
 
-@given(st.lists(_READ_LINE, max_size=14), st.booleans(), st.integers(0, 110))
+try:
+    from mailward.policy import _scan as c_scanner
+except ImportError:  # a pure-Python build (no C compiler, or MAILWARD_COMPILE=0)
+    c_scanner = None  # type: ignore[assignment]
+_SCANNERS = {
+    "python": None,
+    "c": c_scanner.scan if c_scanner is not None else "not built",
+}
+
+
+@pytest.mark.parametrize("scanner", list(_SCANNERS))
+@given(lines=st.lists(_READ_LINE, max_size=14), lead=st.booleans(), pad=st.integers(0, 110))
 def test_read_request_takes_what_the_full_parse_would_and_refuses_the_same(
-    lines: list[bytes], lead: bool, pad: int
+    scanner: str, lines: list[bytes], lead: bool, pad: int
 ) -> None:
+    impl = _SCANNERS[scanner]
+    if impl == "not built":
+        pytest.skip("the C scanner is not built here; the compiled test run checks it")
     head = [b"request=smtpd_access_policy"] if lead else []
     raw = b"\n".join([*head, *lines, *[b"x=y"] * pad])
-    try:
-        full = parse_request(raw)
-    except ProtocolError as exc:
-        with pytest.raises(ProtocolError) as err:
-            read_request(raw)
-        assert str(err.value) == str(exc)
-    else:
-        assert read_request(raw) == {k: v for k, v in full.items() if k in READS}
+    with patch.object(postfix, "_scan", impl):
+        try:
+            full = parse_request(raw)
+        except ProtocolError as exc:
+            with pytest.raises(ProtocolError) as err:
+                read_request(raw)
+            assert str(err.value) == str(exc)
+        else:
+            assert read_request(raw) == {k: v for k, v in full.items() if k in READS}
+
+
+@pytest.mark.skipif(c_scanner is None, reason="the C scanner is not built here")
+def test_the_c_scanner_refuses_wrong_arguments_instead_of_crashing() -> None:
+    scan: Any = c_scanner.scan
+    with pytest.raises(TypeError):
+        scan("request=smtpd_access_policy", READS, 10)  # str, not bytes
+    with pytest.raises(TypeError):
+        scan(b"a=b", list(READS), 10)
+    with pytest.raises(TypeError):
+        scan(b"a=b", (b"a",), 10)
+    with pytest.raises(TypeError):
+        scan(b"a=b", tuple(f"n{i}" for i in range(17)), 10)
+    with pytest.raises(TypeError):
+        scan(b"a=b", READS)
+    assert scan(b"a=1\nb=2\na=3", ("a", "c"), 3) == {"a": "3"}
+    assert scan(b"a=1\nb=2\na=3", ("a",), 2) == 1  # too many lines, checked first
+    assert scan(b"a=\xff\xfe", ("a",), 2) == {"a": "\udcff\udcfe"}
 
 
 class _Reads(dict[str, str]):
