@@ -112,3 +112,20 @@ def test_covering_builds_a_ban_once_and_follows_its_changes() -> None:
     ledger.add(ban("198.51.100.0/24", 6, 300))
     again = ledger.covering(ip_address("198.51.100.9"), 10)
     assert again is not None and again.until == 300 and again.offence == 1
+
+
+def test_generation_moves_with_every_change_and_only_then() -> None:
+    ledger = Ledger()
+    seen = [ledger.generation]
+
+    def moved() -> bool:
+        seen.append(ledger.generation)
+        return seen[-1] > seen[-2]
+
+    assert ledger.add(ban("192.0.2.0/24", 0, 100)) is not None and moved()
+    assert ledger.add(ban("192.0.2.0/24", 1, 50)) is None and not moved()  # already covered
+    assert ledger.add(ban("user:alice", 0, 100)) is not None and moved()
+    assert ledger.remove("198.51.100.1") is None and not moved()
+    assert ledger.remove("user:alice") is not None and moved()
+    assert ledger.expire(10) == [] and not moved()
+    assert ledger.expire(200) and moved()

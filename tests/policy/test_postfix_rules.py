@@ -162,3 +162,33 @@ def test_never_permits() -> None:
         core.decide(req(s, sasl_username="u", instance="1"), 0) for s in ("CONNECT", "RCPT", "DATA")
     }
     assert not any(a.split()[0].upper() in ("OK", "RELAY") or a.isdigit() for a in answers)
+
+
+def test_a_client_found_clear_is_refused_on_its_next_request_once_banned() -> None:
+    # Clients found not refused are remembered (every request of a session names the same
+    # client); any ban must end that at once, with the engine as with the memory backend.
+    from mailward.config.model import Settings
+    from mailward.detectors.engine import Engine
+
+    for backend in (MemoryBackend(), Engine.from_settings(Settings())):
+        core = PostfixPolicy(PostfixPolicySettings(), backend)
+        for _ in range(3):
+            assert core.decide(req("RCPT", "203.0.113.9"), 1) == DUNNO
+            assert core.decide(req("RCPT", "203.0.114.9"), 1) == DUNNO
+        backend.apply(Decision(1, "203.0.113.0/24", Action.BAN, "manual", until=100))
+        assert core.decide(req("RCPT", "203.0.113.9"), 2).startswith("421 ")
+        assert core.decide(req("RCPT", "203.0.114.9"), 2) == DUNNO
+        # a refusal is not remembered: the ban running out lets the client through again
+        assert core.decide(req("RCPT", "203.0.113.9"), 101) == DUNNO
+        backend.apply(Decision(101, "203.0.114.9", Action.BAN, "manual"))
+        assert core.decide(req("EHLO", "203.0.114.9"), 102).startswith("421 ")
+        backend.apply(Decision(102, "203.0.114.9", Action.UNBAN, "manual"))
+        assert core.decide(req("EHLO", "203.0.114.9"), 103) == DUNNO
+
+
+def test_an_enumeration_block_refuses_a_client_found_clear_before() -> None:
+    core, _, _ = make(unknown_recipients_per_client=2, unknown_recipients_per_prefix=0)
+    assert core.decide(req("RCPT", "198.51.100.7"), 0) == DUNNO
+    for rcpt in ("a@x", "b@x"):
+        core.observe(unknown("198.51.100.7", rcpt), 1)
+    assert core.decide(req("RCPT", "198.51.100.7"), 2) == BAN

@@ -76,6 +76,9 @@ class Ledger:
         self._templates: dict[tuple[str, str, int, int], _Template] = {}
         self._views: dict[int, tuple[_Row, Decision]] = {}
         self._count = 0
+        #: grows with every change (a ban or protection added, removed or expired), so readers
+        #: may keep what they derived from the ledger until it moves (the policy servers do)
+        self.generation = 0
 
     def __len__(self) -> int:
         return self._count
@@ -111,6 +114,7 @@ class Ledger:
         if old is None:
             self._count += 1
         table[value] = _Row(decision.ts, decision.until, self._template(decision))
+        self.generation += 1
         if decision.until is not None:
             self._due((version, prefixlen), decision.until).append(value)
         return decision
@@ -123,6 +127,7 @@ class Ledger:
         if old is None:
             self._count += 1
         self._users[decision.target] = decision
+        self.generation += 1
         if decision.until is not None:
             self._due(_USERS, decision.until).append(decision.target)
         return decision
@@ -155,6 +160,7 @@ class Ledger:
             user = self._users.pop(target, None)
             if user is not None:
                 self._count -= 1
+                self.generation += 1
             return user
         slot = slot_of(target)
         table = self._nets[slot[0]].get(slot[1])
@@ -162,6 +168,7 @@ class Ledger:
         if row is None:
             return None
         self._count -= 1
+        self.generation += 1
         return _decision(slot, row)
 
     def expire(self, now: float) -> list[Decision]:
@@ -197,6 +204,8 @@ class Ledger:
                         keep.append(item)  # later in this same minute
                 if keep:
                     buckets[bucket] = keep
+        if out:
+            self.generation += 1
         return out
 
     # -- reads ------------------------------------------------------------------------------

@@ -249,6 +249,12 @@ class Engine:
 
     # -- in-line ----------------------------------------------------------------------------
 
+    @property
+    def generation(self) -> int:
+        """The ledger's: only a new ban makes ``check`` refuse an address it allowed (the
+        exemptions and the country/ASN rules are fixed for the engine's life)."""
+        return self.ledger.generation
+
     def check(self, ip: IPAddress | str | None, username: str | None, now: float) -> Verdict:
         """May this login go on? Memory only. Refuses banned addresses and prefixes, denied
         origins, and sources that are not known-good for a username under attack; suggests a

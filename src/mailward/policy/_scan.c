@@ -1,8 +1,9 @@
 /* The Postfix policy server's request scanner: one pass over a request in C.
  *
- * scan(raw: bytes, names: tuple[str, ...], max_lines: int) -> dict[str, str] | int
+ * scan(raw: bytes | bytearray, names: tuple[str, ...], max_lines: int, start=0, end=len(raw))
+ *     -> dict[str, str] | int
  *
- * Checks every line as mailward.policy.postfix.parse_request does and takes out only the
+ * Reads raw[start:end] in place (the server's read buffer, no copy). Checks every line as mailward.policy.postfix.parse_request does and takes out only the
  * attributes named in `names` (a repeated name keeps its last value; values are decoded as UTF-8
  * with surrogateescape). On bad input it returns an int and the caller raises the error it names:
  * 1 too many lines, 2 a line without "=", 3 a line with an empty name (checked in that order).
@@ -15,19 +16,64 @@
 
 #define MAX_NAMES 16
 
+/* Sized once for the values found: an empty dict resizes on its sixth key. The sizing call is
+ * CPython's own (what its compiler uses for dict displays); elsewhere, a plain dict. */
+#if defined(PYPY_VERSION) || PY_VERSION_HEX >= 0x030E0000
+#define NEW_DICT(n) PyDict_New()
+#else
+#define NEW_DICT(n) _PyDict_NewPresized(n)
+#endif
+
 enum { SCAN_TOO_MANY_LINES = 1, SCAN_NO_EQUALS = 2, SCAN_NO_NAME = 3 };
+
+/* UTF-8 with surrogateescape, as Python's bytes.decode; ASCII (nearly every value Postfix sends)
+ * is copied straight into a new str without the codec machinery. */
+static PyObject *
+decode(const char *s, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] >= 0x80) {
+            return PyUnicode_DecodeUTF8(s, n, "surrogateescape");
+        }
+    }
+    PyObject *text = PyUnicode_New(n, 127);
+    if (text != NULL) {
+        memcpy(PyUnicode_DATA(text), s, (size_t)n);
+    }
+    return text;
+}
 
 static PyObject *
 scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "scan(raw, names, max_lines) takes 3 arguments");
+    if (nargs < 3 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError, "scan(raw, names, max_lines[, start[, end]])");
         return NULL;
     }
     PyObject *raw = args[0];
     PyObject *names = args[1];
-    if (!PyBytes_Check(raw)) {
-        PyErr_SetString(PyExc_TypeError, "scan: raw must be bytes");
+    const char *data;
+    Py_ssize_t size;
+    if (PyBytes_Check(raw)) {
+        data = PyBytes_AS_STRING(raw);
+        size = PyBytes_GET_SIZE(raw);
+    } else if (PyByteArray_Check(raw)) {
+        data = PyByteArray_AS_STRING(raw);
+        size = PyByteArray_GET_SIZE(raw);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "scan: raw must be bytes or bytearray");
+        return NULL;
+    }
+    Py_ssize_t start = 0;
+    Py_ssize_t stop = size;
+    if (nargs > 3 && (start = PyLong_AsSsize_t(args[3])) == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (nargs > 4 && (stop = PyLong_AsSsize_t(args[4])) == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (start < 0 || stop > size || start > stop) {
+        PyErr_SetString(PyExc_ValueError, "scan: start and end must lie within raw");
         return NULL;
     }
     if (!PyTuple_Check(names) || PyTuple_GET_SIZE(names) > MAX_NAMES) {
@@ -58,8 +104,10 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         value_len[i] = 0;
     }
 
-    const char *p = PyBytes_AS_STRING(raw);
-    const char *end = p + PyBytes_GET_SIZE(raw);
+    /* No Python code runs between here and the last read of the buffer: a bytearray cannot be
+     * resized under us. */
+    const char *p = data + start;
+    const char *end = data + stop;
     Py_ssize_t lines = 0;
     int no_equals = 0;
     int no_name = 0;
@@ -96,21 +144,31 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return PyLong_FromLong(SCAN_NO_NAME);
     }
 
-    PyObject *attrs = PyDict_New();
-    if (attrs == NULL) {
-        return NULL;
-    }
+    /* Values are decoded before the dict exists: creating a dict may run the cyclic GC, and a
+     * finalizer could then change the buffer these pointers point into. */
+    PyObject *text[MAX_NAMES];
     for (Py_ssize_t i = 0; i < count; i++) {
+        text[i] = NULL;
         if (value[i] == NULL) {
             continue;
         }
-        PyObject *text = PyUnicode_DecodeUTF8(value[i], value_len[i], "surrogateescape");
-        if (text == NULL || PyDict_SetItem(attrs, PyTuple_GET_ITEM(names, i), text) < 0) {
-            Py_XDECREF(text);
-            Py_DECREF(attrs);
+        text[i] = decode(value[i], value_len[i]);
+        if (text[i] == NULL) {
+            for (Py_ssize_t j = 0; j < i; j++) {
+                Py_XDECREF(text[j]);
+            }
             return NULL;
         }
-        Py_DECREF(text);
+    }
+    PyObject *attrs = NEW_DICT(count);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (text[i] == NULL) {
+            continue;
+        }
+        if (attrs != NULL && PyDict_SetItem(attrs, PyTuple_GET_ITEM(names, i), text[i]) < 0) {
+            Py_CLEAR(attrs);
+        }
+        Py_DECREF(text[i]);
     }
     return attrs;
 }

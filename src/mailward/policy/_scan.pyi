@@ -1,1 +1,8 @@
-def scan(raw: bytes, names: tuple[str, ...], max_lines: int, /) -> dict[str, str] | int: ...
+def scan(
+    raw: bytes | bytearray,
+    names: tuple[str, ...],
+    max_lines: int,
+    start: int = ...,
+    end: int = ...,
+    /,
+) -> dict[str, str] | int: ...

@@ -35,9 +35,20 @@ class VerdictLike(Protocol):
     @property
     def reason(self) -> str: ...
 
+    @property
+    def decision(self) -> Decision | None:
+        """The ban or protection behind a refusal, when there is one."""
+        ...
+
 
 class PolicyBackend(Protocol):
     """The two calls the policy servers make. ``check`` must answer from memory, fast."""
+
+    @property
+    def generation(self) -> int:
+        """Grows with every change of the bans: a server may remember ``check``'s answer for an
+        address until it moves (or, for a refusal, until the ban's ``until``)."""
+        ...
 
     def check(self, ip: IPAddress, username: str | None, now: float) -> VerdictLike: ...
 
@@ -90,10 +101,12 @@ class MemoryBackend:
     known_good: dict[tuple[str, IPAddress], float] = field(default_factory=dict)
     failures: dict[IPAddress, deque[float]] = field(default_factory=dict)
     user_failures: dict[str, dict[IPAddress, float]] = field(default_factory=dict)
+    generation: int = 0
 
     def apply(self, decision: Decision) -> None:
         """Install an operator's or another detector's decision."""
         net = decision.network
+        self.generation += 1
         if decision.action is Action.BAN and net is not None:
             self.bans[_key(net)] = _Ban(net, decision.until, decision)  # twice is harmless
             self._lengths.add((net.version, net.prefixlen))

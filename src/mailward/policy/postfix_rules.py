@@ -9,7 +9,7 @@ feeds in (``disconnect``, ``unknown_recipient``) keep the session and enumeratio
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
@@ -32,6 +32,8 @@ DUNNO = "DUNNO"
 #: ``policy.postfix.read_request``); ``request`` is the one the protocol check needs
 READS = ("request", "client_address", "protocol_state", "sasl_username", "instance", "recipient")
 TOO_MANY_CONNECTIONS = "421 4.7.0 Error: too many connections"
+_KNOWN_MAX = 65536
+_FOREVER = float("inf")
 
 _COMPROMISED_ACTIONS = {
     "defer": "DEFER 4.7.1 Sending from this account is paused, try later",
@@ -41,6 +43,31 @@ _COMPROMISED_ACTIONS = {
 }
 
 CountryLookup = Callable[[IPAddress], str | None]
+
+
+def encode_action(action: str) -> bytes:
+    """One reply on the wire: ``action=...`` and the empty line that ends it."""
+    # Newlines in an action would forge further reply lines; Postfix also wants valid UTF-8.
+    clean = action.replace("\r", " ").replace("\n", " ")
+    return b"action=" + clean.encode("utf-8", "replace") + b"\n\n"
+
+
+class _AccountLimits:
+    __slots__ = ("max_ips", "max_countries", "max_recipients", "max_messages", "flag_seconds")
+
+    def __init__(
+        self,
+        max_ips: int,
+        max_countries: int,
+        max_recipients: int,
+        max_messages: int,
+        flag_seconds: float,
+    ) -> None:
+        self.max_ips = max_ips
+        self.max_countries = max_countries
+        self.max_recipients = max_recipients
+        self.max_messages = max_messages
+        self.flag_seconds = flag_seconds
 
 
 @dataclass
@@ -77,25 +104,77 @@ class PostfixPolicy:
         self.acct_ips = DistinctWindow(settings.account_source_window)
         self.acct_countries = DistinctWindow(settings.account_source_window)
         self.flagged: dict[str, float] = {}
+        self._wire: dict[str, bytes] = {}
+        # Read per request: kept as plain attributes of this compiled class, where each read of
+        # a settings field would be a generic attribute lookup on a pydantic model.
+        self._max_connections = settings.max_connections_per_client
+        self._limits = _AccountLimits(
+            settings.account_max_ips,
+            settings.account_max_countries,
+            settings.account_max_recipients,
+            settings.account_max_messages,
+            settings.account_flag_seconds,
+        )
+        self._compromised = _COMPROMISED_ACTIONS[settings.compromised_action]
+        # client_address -> (address, ip_key, refusal or None, valid until) as found while the
+        # ban state stood at ``_known_at`` (the backend's generation plus our own): any change
+        # empties it, a refusal is kept only until its ban runs out. Every request of an SMTP
+        # session names the same client, and a refused client comes back again and again.
+        self._known: dict[str, tuple[IPAddress, int, str | None, float]] = {}
+        self._known_at = -1
+        self._blocked_changes = 0
 
     # -- in-line -----------------------------------------------------------------------------
 
-    def decide(self, attrs: Mapping[str, str], now: float) -> str:
+    def reply(self, attrs: dict[str, str], now: float) -> bytes:
+        """``decide``'s action as the bytes of the reply. Trouble inside answers ``DUNNO``:
+        "I could not decide" must not cost the client a retry and ``default_action``."""
+        try:
+            action = self.decide(attrs, now)
+        except Exception:
+            self.stats.errors += 1
+            log.exception("postfix policy: decision failed; answering DUNNO")
+            action = DUNNO
+        wire = self._wire.get(action)
+        if wire is None:
+            # a handful of distinct actions (DUNNO, the ban and account replies) encoded once
+            # each; bounded all the same, should a reason ever vary per request
+            if len(self._wire) >= 64:
+                self._wire.clear()
+            wire = self._wire[action] = encode_action(action)
+        return wire
+
+    def decide(self, attrs: dict[str, str], now: float) -> str:
         """The action for one request (without the ``action=`` prefix)."""
         self.stats.requests += 1
         address = attrs.get("client_address", "")
-        try:
-            ip = parse_ip(address)
-        except ValueError:
-            # Postfix always sends the address; without one there is nothing to decide on.
-            log.warning("postfix policy: request without a usable client_address %r", address[:64])
-            return DUNNO
+        # both counters only grow, so their sum moves whenever either does
+        at = self.backend.generation + self._blocked_changes
+        if at != self._known_at:
+            self._known.clear()
+            self._known_at = at
+        known = self._known.get(address)
+        if known is not None and known[3] > now:
+            ip, key, refusal = known[0], known[1], known[2]
+        else:
+            try:
+                ip = parse_ip(address)
+            except ValueError:
+                # Postfix always sends the address; without one there is nothing to decide on.
+                log.warning(
+                    "postfix policy: request without a usable client_address %r", address[:64]
+                )
+                return DUNNO
+            key = ip_key(ip)
+            refusal, until = self._refusal(ip, now)
+            if len(self._known) >= _KNOWN_MAX:
+                self._known.clear()  # cheaper than LRU bookkeeping on every hit
+            self._known[address] = (ip, key, refusal, until)
         state = attrs.get("protocol_state", "").upper()
-        refusal = self._refusal(ip, now)
         if state == "CONNECT":
             # Count refused connections too: each one still produces a disconnect line.
-            open_now = self.sessions.connect(ip, now)
-            if refusal is None and 0 < self.settings.max_connections_per_client < open_now:
+            open_now = self.sessions.connect(ip, now, key)
+            if refusal is None and 0 < self._max_connections < open_now:
                 log.info("postfix policy: %s has %d open sessions: refused", ip, open_now)
                 self.stats.refused += 1
                 return TOO_MANY_CONNECTIONS
@@ -105,64 +184,70 @@ class PostfixPolicy:
             return self.ban_action
         user = attrs.get("sasl_username", "")
         if user:
-            return self._account(user, ip, state, attrs, now)
+            return self._account(user, ip, key, state, attrs, now)
         return DUNNO
 
-    def _refusal(self, ip: IPAddress, now: float) -> str | None:
+    def _refusal(self, ip: IPAddress, now: float) -> tuple[str | None, float]:
+        """Why ``ip`` is refused (None: it is not), and until when that answer holds unless
+        the ban state changes."""
         verdict = self.backend.check(ip, None, now)
         if not verdict.allow:
-            return verdict.reason or "banned"
-        net = self.blocked.match(ip, now)
-        if net is not None:
-            return f"enumeration from {net}"
-        return None
+            ban = verdict.decision
+            until = ban.until if ban is not None and ban.until is not None else _FOREVER
+            return verdict.reason or "banned", until
+        entry = self.blocked.entry(ip, now)
+        if entry is not None:
+            return f"enumeration from {entry[0]}", entry[1]
+        return None, _FOREVER
 
     def _account(
-        self, user: str, ip: IPAddress, state: str, attrs: Mapping[str, str], now: float
+        self, user: str, ip: IPAddress, key: int, state: str, attrs: dict[str, str], now: float
     ) -> str:
-        s = self.settings
+        limits = self._limits
         instance = attrs.get("instance", "")
-        reasons: list[str] = []
+        reasons: list[str] | None = None
         evidence: dict[str, int | float | str] = {}
-        # the address as an int: an ``ip_address`` hashes in Python (hash(hex(int)))
-        ips, new_ip = self.acct_ips.add(user, ip_key(ip), now)
-        if new_ip and 0 < s.account_max_ips < ips:
-            reasons.append(f"{ips} client IPs")
+        ips, new_ip = self.acct_ips.add(user, key, now)
+        if new_ip and 0 < limits.max_ips < ips:
+            reasons = [f"{ips} client IPs"]
             evidence["ips"] = ips
         if new_ip and self.country is not None:
             cc = self.country(ip)
             if cc:
                 countries, new_cc = self.acct_countries.add(user, cc, now)
-                if new_cc and 0 < s.account_max_countries < countries:
-                    reasons.append(f"{countries} countries")
+                if new_cc and 0 < limits.max_countries < countries:
+                    reasons = [*(reasons or ()), f"{countries} countries"]
                     evidence["countries"] = countries
         if state == "RCPT":
             recipient = attrs.get("recipient", "").lower()
             rcpts, new = self.acct_recipients.add(user, (instance, recipient), now)
-            if new and 0 < s.account_max_recipients < rcpts:
-                reasons.append(f"{rcpts} recipients")
+            if new and 0 < limits.max_recipients < rcpts:
+                reasons = [*(reasons or ()), f"{rcpts} recipients"]
                 evidence["recipients"] = rcpts
-        elif state in ("DATA", "END-OF-MESSAGE") and instance:
+        elif instance and (state == "DATA" or state == "END-OF-MESSAGE"):
             msgs, new = self.acct_messages.add(user, instance, now)
-            if new and 0 < s.account_max_messages < msgs:
-                reasons.append(f"{msgs} messages")
+            if new and 0 < limits.max_messages < msgs:
+                reasons = [*(reasons or ()), f"{msgs} messages"]
                 evidence["messages"] = msgs
-        if reasons and self.flagged.get(user, 0.0) <= now:
-            self.flagged[user] = now + s.account_flag_seconds
+        flagged_until = self.flagged.get(user, 0.0)
+        if reasons is not None and flagged_until <= now:
+            flagged_until = self.flagged[user] = now + limits.flag_seconds
             self._emit(
                 Decision(
                     now,
                     USER_PREFIX + user,
                     Action.PROTECT_USER,
                     "policy_account_outbound",
-                    until=now + s.account_flag_seconds,
+                    until=flagged_until,
                     reason="possible compromised account: " + ", ".join(reasons),
                     evidence={"ip": str(ip), **evidence},
                 )
             )
-        if self.flagged.get(user, 0.0) > now and state in ("RCPT", "DATA", "END-OF-MESSAGE"):
+        if flagged_until > now and (
+            state == "RCPT" or state == "DATA" or state == "END-OF-MESSAGE"
+        ):
             self.stats.refused += 1
-            return _COMPROMISED_ACTIONS[s.compromised_action]
+            return self._compromised
         return DUNNO
 
     # -- fed from the log --------------------------------------------------------------------
@@ -172,7 +257,7 @@ class PostfixPolicy:
         if event.ip is None:
             return
         if isinstance(event, Disconnect):
-            self.sessions.disconnect(event.ip, now)
+            self.sessions.disconnect(ip_key(event.ip), now)
         elif isinstance(event, UnknownRecipient):
             self._unknown_recipient(event.ip, (event.recipient or "").lower(), now)
 
@@ -191,6 +276,7 @@ class PostfixPolicy:
     def _block(self, net: IPv4Network | IPv6Network, rule: str, count: int, now: float) -> None:
         until = now + self.settings.enumeration_ban
         self.blocked.add(net, until)
+        self._blocked_changes += 1
         self._emit(
             Decision(
                 now,

@@ -5,7 +5,7 @@ operation takes ``now``, nothing here does I/O.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Hashable
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from socket import AF_INET, inet_pton
@@ -49,16 +49,19 @@ class DistinctWindow:
     def __init__(self, window: float, max_keys: int = 100_000) -> None:
         self.window = window
         self.max_keys = max_keys
-        self._data: dict[Hashable, OrderedDict[Hashable, float]] = {}
+        # Plain dicts, kept in last-seen order by re-inserting: compiled, their loops and
+        # lookups are C calls, where an OrderedDict's are generic method calls.
+        self._data: dict[Hashable, dict[Hashable, float]] = {}
 
     def add(self, key: Hashable, value: Hashable, now: float) -> tuple[int, bool]:
-        values = self._data.pop(key, None)  # re-insert: dict order is our LRU order
+        data = self._data
+        values = data.pop(key, None)  # re-inserted: dict order is our LRU order
         if values is None:
-            values = OrderedDict()
-            if len(self._data) >= self.max_keys:
-                del self._data[next(iter(self._data))]
-        self._data[key] = values
-        self._prune(values, now)
+            values = {}
+            if len(data) >= self.max_keys:
+                del data[next(iter(data))]
+        data[key] = values
+        _prune(values, now - self.window)
         new = values.pop(value, None) is None
         values[value] = now  # re-inserted last: the dict stays in last-seen order
         return len(values), new
@@ -67,27 +70,30 @@ class DistinctWindow:
         values = self._data.get(key)
         if not values:
             return 0
-        self._prune(values, now)
+        _prune(values, now - self.window)
         return len(values)
 
     def values(self, key: Hashable, now: float) -> list[Hashable]:
         values = self._data.get(key)
         if not values:
             return []
-        self._prune(values, now)
+        _prune(values, now - self.window)
         return list(values)
-
-    def _prune(self, values: OrderedDict[Hashable, float], now: float) -> None:
-        # Oldest first, so pruning stops at the first value still inside the window: O(expired).
-        horizon = now - self.window
-        while values:
-            value, seen = next(iter(values.items()))
-            if seen >= horizon:
-                return
-            values.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+def _prune(values: dict[Hashable, float], horizon: float) -> None:
+    """Drop the values last seen before ``horizon``. They are the oldest, first in the dict, so
+    this stops at the first value still inside the window: O(expired)."""
+    stale: list[Hashable] = []
+    for value, seen in values.items():
+        if seen >= horizon:
+            break
+        stale.append(value)
+    for value in stale:
+        del values[value]
 
 
 class EventWindow:
@@ -136,9 +142,11 @@ class ConnectionCounter:
         # keyed by the address as an int: an ``ip_address`` hashes in Python (hash(hex(int)))
         self._open: dict[int, deque[float]] = {}
 
-    def connect(self, ip: IPAddress, now: float) -> int:
-        """Record a connection; return how many are open for ``ip``, this one included."""
-        key = ip_key(ip)
+    def connect(self, ip: IPAddress, now: float, key: int = -1) -> int:
+        """Record a connection; return how many are open for ``ip``, this one included. A caller
+        that has the address as ``ip_key`` already may pass it as ``key``."""
+        if key < 0:
+            key = ip_key(ip)
         times = self._open.get(key)
         if times is None:
             if len(self._open) >= self.max_keys:
@@ -148,8 +156,9 @@ class ConnectionCounter:
         times.append(now)
         return len(times)
 
-    def disconnect(self, ip: IPAddress, now: float) -> None:
-        key = ip_key(ip)
+    def disconnect(self, ip: IPAddress | int, now: float) -> None:
+        """A session of ``ip`` (or of the address whose ``ip_key`` this is) ended."""
+        key = ip if isinstance(ip, int) else ip_key(ip)
         times = self._open.get(key)
         if not times:
             return
@@ -194,6 +203,11 @@ class NetSet:
 
     def match(self, ip: IPAddress, now: float) -> IPv4Network | IPv6Network | None:
         """The live entry containing ``ip``; expired entries found on the way are dropped."""
+        entry = self.entry(ip, now)
+        return None if entry is None else entry[0]
+
+    def entry(self, ip: IPAddress, now: float) -> tuple[IPv4Network | IPv6Network, float] | None:
+        """``match`` with the entry's expiry: (network, until)."""
         if not self._entries:
             return None
         value = int(ip)
@@ -206,7 +220,7 @@ class NetSet:
             hit = self._entries.get(key)
             if hit is not None:
                 if hit[1] > now:
-                    return hit[0]
+                    return hit
                 del self._entries[key]
         return None
 
