@@ -1,3 +1,4 @@
+import logging
 from ipaddress import ip_address
 
 import pytest
@@ -153,3 +154,20 @@ def test_default_feed_observes_the_backend_and_forwards_its_decisions() -> None:
         core.report(AuthRequest.from_json(body(success=False, pwhash=f"{i:04x}")), i)
     assert [d.rule for d in decisions] == ["memory_failures"]
     assert core.allow(AuthRequest.from_json(body()), 3) == -1
+
+
+def test_a_refused_client_is_logged_once_a_minute_not_once_per_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = MemoryBackend()
+    core, _, _ = make(backend)
+    backend.apply(Decision(0, "198.51.100.0/24", Action.BAN, "manual"))
+    req = AuthRequest.from_json(body())
+    with caplog.at_level(logging.INFO, logger="mailward.policy.dovecot_rules"):
+        for t in range(50):
+            assert core.allow(req, t) == -1
+        assert core.allow(req, 61) == -1
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 2
+    assert "49 more refusals of this client not logged" in lines[1]
+    assert core.stats.refused == 51  # every refusal still counts

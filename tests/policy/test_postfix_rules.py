@@ -1,4 +1,7 @@
+import logging
 from ipaddress import ip_address
+
+import pytest
 
 from mailward.config.model import PostfixPolicySettings
 from mailward.decisions.model import Action, Decision
@@ -192,3 +195,18 @@ def test_an_enumeration_block_refuses_a_client_found_clear_before() -> None:
     for rcpt in ("a@x", "b@x"):
         core.observe(unknown("198.51.100.7", rcpt), 1)
     assert core.decide(req("RCPT", "198.51.100.7"), 2) == BAN
+
+
+def test_a_refused_client_is_logged_once_a_minute_not_once_per_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    core, backend, _ = make()
+    backend.apply(Decision(0, "203.0.113.9", Action.BAN, "manual"))
+    with caplog.at_level(logging.INFO, logger="mailward.policy.postfix_rules"):
+        for t in range(30):
+            assert core.decide(req("CONNECT", "203.0.113.9"), t) == BAN
+        assert core.decide(req("CONNECT", "203.0.113.9"), 75) == BAN
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 2
+    assert "29 more refusals of this client not logged" in lines[1]
+    assert core.stats.refused == 31

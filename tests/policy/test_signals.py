@@ -1,6 +1,12 @@
 from ipaddress import ip_address, ip_network
 
-from mailward.policy.signals import ConnectionCounter, DistinctWindow, EventWindow, prefix_of
+from mailward.policy.signals import (
+    ConnectionCounter,
+    DistinctWindow,
+    EventWindow,
+    LogThrottle,
+    prefix_of,
+)
 
 
 def test_prefix_of_uses_the_configured_lengths() -> None:
@@ -90,3 +96,15 @@ def test_parse_ip_is_strict_and_normalises_mapped_addresses() -> None:
     for bad in ("1.2", "192.0.2.256", "unknown", "", "1.2.3.4 ", "01.2.3.4"):
         with pytest.raises(ValueError):
             parse_ip(bad)
+
+
+def test_log_throttle_speaks_once_per_window_and_counts_what_it_held() -> None:
+    quiet = LogThrottle(window=60, max_keys=2)
+    assert quiet.allow(1, 0) == (True, 0)
+    assert quiet.allow(1, 10) == (False, 0)
+    assert quiet.allow(1, 59) == (False, 0)
+    assert quiet.allow(2, 59) == (True, 0)  # another client has its own window
+    assert quiet.allow(1, 60) == (True, 2)  # the next line says two were held back
+    assert quiet.allow(1, 61) == (False, 0)
+    assert quiet.allow(3, 61) == (True, 0)  # over max_keys: forgets, never refuses to speak
+    assert quiet.allow(1, 62) == (True, 0)

@@ -27,7 +27,7 @@ from mailward.events import (
 )
 from mailward.factories import new_auth_failure, new_auth_success
 from mailward.policy.backend import DecisionSink, EventSink, PolicyBackend
-from mailward.policy.signals import DistinctWindow, NetSet, parse_ip
+from mailward.policy.signals import DistinctWindow, LogThrottle, NetSet, parse_ip
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,7 @@ class DovecotPolicy:
         self.pwhash_by_login = DistinctWindow(settings.pwhash_window)
         self.blocked = NetSet()  # IPs banned for too many distinct wrong passwords
         self._protected: dict[str, float] = {}
+        self._quiet = LogThrottle()  # one line per refused client per minute
 
     def allow(self, req: AuthRequest, now: float) -> int:
         """Dovecot's ``status``: < 0 refuse, 0 go on, > 0 tarpit that many seconds."""
@@ -202,13 +203,16 @@ class DovecotPolicy:
         verdict = self.backend.check(ip, req.login, now)
         if not verdict.allow:
             self.stats.refused += 1
-            log.info(
-                "dovecot policy: refused %s login=%s protocol=%s: %s",
-                ip,
-                req.login,
-                req.protocol,
-                verdict.reason,
-            )
+            speak, held = self._quiet.allow(ip_key(ip), now)
+            if speak:
+                log.info(
+                    "dovecot policy: refused %s login=%s protocol=%s: %s%s",
+                    ip,
+                    req.login,
+                    req.protocol,
+                    verdict.reason,
+                    f" ({held} more refusals of this client not logged)" if held else "",
+                )
             return -1
         if verdict.tarpit > 0:
             cap = (

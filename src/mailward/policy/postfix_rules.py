@@ -20,6 +20,7 @@ from mailward.policy.backend import DecisionSink, PolicyBackend
 from mailward.policy.signals import (
     ConnectionCounter,
     DistinctWindow,
+    LogThrottle,
     NetSet,
     parse_ip,
     prefix_of,
@@ -50,6 +51,10 @@ def encode_action(action: str) -> bytes:
     # Newlines in an action would forge further reply lines; Postfix also wants valid UTF-8.
     clean = action.replace("\r", " ").replace("\n", " ")
     return b"action=" + clean.encode("utf-8", "replace") + b"\n\n"
+
+
+def _held(count: int) -> str:
+    return f" ({count} more refusals of this client not logged)" if count else ""
 
 
 class _AccountLimits:
@@ -116,6 +121,7 @@ class PostfixPolicy:
             settings.account_flag_seconds,
         )
         self._compromised = _COMPROMISED_ACTIONS[settings.compromised_action]
+        self._quiet = LogThrottle()  # one line per refused client per minute
         # client_address -> (address, ip_key, refusal or None, valid until) as found while the
         # ban state stood at ``_known_at`` (the backend's generation plus our own): any change
         # empties it, a refusal is kept only until its ban runs out. Every request of an SMTP
@@ -175,11 +181,22 @@ class PostfixPolicy:
             # Count refused connections too: each one still produces a disconnect line.
             open_now = self.sessions.connect(ip, now, key)
             if refusal is None and 0 < self._max_connections < open_now:
-                log.info("postfix policy: %s has %d open sessions: refused", ip, open_now)
+                speak, held = self._quiet.allow(key, now)
+                if speak:
+                    log.info(
+                        "postfix policy: %s has %d open sessions: refused%s",
+                        ip,
+                        open_now,
+                        _held(held),
+                    )
                 self.stats.refused += 1
                 return TOO_MANY_CONNECTIONS
         if refusal is not None:
-            log.info("postfix policy: %s refused at %s: %s", ip, state or "?", refusal)
+            speak, held = self._quiet.allow(key, now)
+            if speak:
+                log.info(
+                    "postfix policy: %s refused at %s: %s%s", ip, state or "?", refusal, _held(held)
+                )
             self.stats.refused += 1
             return self.ban_action
         user = attrs.get("sasl_username", "")

@@ -179,6 +179,29 @@ class ConnectionCounter:
             times.popleft()
 
 
+class LogThrottle:
+    """At most one log line per key per ``window`` seconds: a botnet retrying from one address
+    must not write one line per attempt. ``allow`` says whether to log now and how many lines
+    were held back for the key since its last one (to be said in that line)."""
+
+    __slots__ = ("window", "max_keys", "_seen")
+
+    def __init__(self, window: float = 60.0, max_keys: int = 100_000) -> None:
+        self.window = window
+        self.max_keys = max_keys
+        self._seen: dict[int, tuple[float, int]] = {}  # key -> (last logged, held back since)
+
+    def allow(self, key: int, now: float) -> tuple[bool, int]:
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.window:
+            self._seen[key] = (seen[0], seen[1] + 1)
+            return False, 0
+        if seen is None and len(self._seen) >= self.max_keys:
+            self._seen.clear()  # only the rate of lines is lost, never a decision
+        self._seen[key] = (now, 0)
+        return True, 0 if seen is None else seen[1]
+
+
 class NetSet:
     """Addresses and prefixes with an expiry; ``match`` costs one dict lookup per prefix length
     in use, whatever the number of entries (the in-line path must not scan a ban list)."""
