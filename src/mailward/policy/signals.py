@@ -21,15 +21,21 @@ def parse_ip(text: str) -> IPAddress:
     the same clients ask again and again. Raises ValueError like ``normalise_ip``."""
     ip = _IP_CACHE.get(text)
     if ip is None:
-        try:
-            # inet_pton is strict (no "1.2", no leading zeros) and ~10x faster than ipaddress.
-            ip = IPv4Address(inet_pton(AF_INET, text))
-        except OSError:
-            ip = normalise_ip(text)
+        ip = read_ip(text)
         if len(_IP_CACHE) >= _IP_CACHE_MAX:
             _IP_CACHE.clear()  # cheaper than LRU bookkeeping on every hit
         _IP_CACHE[text] = ip
     return ip
+
+
+def read_ip(text: str) -> IPAddress:
+    """``parse_ip`` without the cache, for callers that keep what they need of the address
+    themselves (an address object is one more object for the cyclic collector to scan)."""
+    try:
+        # inet_pton is strict (no "1.2", no leading zeros) and ~10x faster than ipaddress.
+        return IPv4Address(inet_pton(AF_INET, text))
+    except OSError:
+        return normalise_ip(text)
 
 
 def prefix_of(ip: IPAddress, v4: int, v6: int) -> IPv4Network | IPv6Network:
@@ -139,21 +145,24 @@ class ConnectionCounter:
     def __init__(self, ttl: float, max_keys: int = 100_000) -> None:
         self.ttl = ttl
         self.max_keys = max_keys
-        # keyed by the address as an int: an ``ip_address`` hashes in Python (hash(hex(int)))
-        self._open: dict[int, deque[float]] = {}
+        # Keyed by the address as an int (an ``ip_address`` hashes in Python); the open
+        # sessions' start times as a tuple of floats, which the cyclic collector stops tracking
+        # after its first pass (a deque per client would be scanned by every full collection).
+        self._open: dict[int, tuple[float, ...]] = {}
 
-    def connect(self, ip: IPAddress, now: float, key: int = -1) -> int:
-        """Record a connection; return how many are open for ``ip``, this one included. A caller
-        that has the address as ``ip_key`` already may pass it as ``key``."""
-        if key < 0:
-            key = ip_key(ip)
+    def connect(self, ip: IPAddress, now: float) -> int:
+        """Record a connection; return how many are open for ``ip``, this one included."""
+        return self.connect_key(ip_key(ip), now)
+
+    def connect_key(self, key: int, now: float) -> int:
+        """``connect`` for the address whose ``ip_key`` this is."""
         times = self._open.get(key)
         if times is None:
             if len(self._open) >= self.max_keys:
                 del self._open[next(iter(self._open))]
-            times = self._open[key] = deque()
-        self._expire(times, now)
-        times.append(now)
+            times = ()
+        times = (*self._live(times, now), now)
+        self._open[key] = times
         return len(times)
 
     def disconnect(self, ip: IPAddress | int, now: float) -> None:
@@ -162,21 +171,25 @@ class ConnectionCounter:
         times = self._open.get(key)
         if not times:
             return
-        times.popleft()  # which session ended does not matter, only how many remain
-        self._expire(times, now)
-        if not times:
+        # which session ended does not matter, only how many remain
+        times = self._live(times[1:], now)
+        if times:
+            self._open[key] = times
+        else:
             del self._open[key]
 
     def open(self, ip: IPAddress, now: float) -> int:
         times = self._open.get(ip_key(ip))
         if times is None:
             return 0
-        self._expire(times, now)
-        return len(times)
+        return len(self._live(times, now))
 
-    def _expire(self, times: deque[float], now: float) -> None:
-        while times and now - times[0] > self.ttl:
-            times.popleft()
+    def _live(self, times: tuple[float, ...], now: float) -> tuple[float, ...]:
+        """``times`` without the sessions older than ``ttl`` (the oldest come first)."""
+        for i, started in enumerate(times):
+            if now - started <= self.ttl:
+                return times[i:] if i else times
+        return ()
 
 
 class LogThrottle:
