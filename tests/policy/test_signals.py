@@ -5,6 +5,7 @@ from mailward.policy.signals import (
     DistinctWindow,
     EventWindow,
     LogThrottle,
+    NetSet,
     prefix_of,
 )
 
@@ -108,3 +109,14 @@ def test_log_throttle_speaks_once_per_window_and_counts_what_it_held() -> None:
     assert quiet.allow(1, 61) == (False, 0)
     assert quiet.allow(3, 61) == (True, 0)  # over max_keys: forgets, never refuses to speak
     assert quiet.allow(1, 62) == (True, 0)
+
+
+def test_netset_counts_its_changes_so_derived_answers_can_be_dropped() -> None:
+    nets = NetSet()
+    net = ip_network("192.0.2.0/24")
+    nets.add(net, until=100)
+    assert nets.changes == 1
+    nets.discard(ip_network("198.51.100.0/24"))  # not there: nothing changed
+    assert nets.changes == 1
+    nets.discard(net)
+    assert nets.changes == 2 and nets.match(ip_address("192.0.2.1"), 0) is None

@@ -27,7 +27,7 @@ from mailward.events import (
 )
 from mailward.factories import new_auth_failure, new_auth_success
 from mailward.policy.backend import DecisionSink, EventSink, PolicyBackend
-from mailward.policy.signals import DistinctWindow, LogThrottle, NetSet, parse_ip
+from mailward.policy.signals import DistinctWindow, LogThrottle, NetSet, held_back, parse_ip
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class DovecotPolicy:
                     req.login,
                     req.protocol,
                     verdict.reason,
-                    f" ({held} more refusals of this client not logged)" if held else "",
+                    held_back(held),
                 )
             return -1
         if verdict.tarpit > 0:

@@ -22,6 +22,7 @@ from mailward.policy.signals import (
     DistinctWindow,
     LogThrottle,
     NetSet,
+    held_back,
     prefix_of,
     read_ip,
 )
@@ -53,26 +54,16 @@ def encode_action(action: str) -> bytes:
     return b"action=" + clean.encode("utf-8", "replace") + b"\n\n"
 
 
-def _held(count: int) -> str:
-    return f" ({count} more refusals of this client not logged)" if count else ""
-
-
+@dataclass(slots=True)
 class _AccountLimits:
-    __slots__ = ("max_ips", "max_countries", "max_recipients", "max_messages", "flag_seconds")
+    """The account limits ``_account`` reads per request, as native attributes (compiled, a
+    read of a pydantic settings field is a generic attribute lookup)."""
 
-    def __init__(
-        self,
-        max_ips: int,
-        max_countries: int,
-        max_recipients: int,
-        max_messages: int,
-        flag_seconds: float,
-    ) -> None:
-        self.max_ips = max_ips
-        self.max_countries = max_countries
-        self.max_recipients = max_recipients
-        self.max_messages = max_messages
-        self.flag_seconds = flag_seconds
+    max_ips: int
+    max_countries: int
+    max_recipients: int
+    max_messages: int
+    flag_seconds: float
 
 
 @dataclass
@@ -110,8 +101,7 @@ class PostfixPolicy:
         self.acct_countries = DistinctWindow(settings.account_source_window)
         self.flagged: dict[str, float] = {}
         self._wire: dict[str, bytes] = {}
-        # Read per request: kept as plain attributes of this compiled class, where each read of
-        # a settings field would be a generic attribute lookup on a pydantic model.
+        # read per request: native attributes rather than pydantic fields (see _AccountLimits)
         self._max_connections = settings.max_connections_per_client
         self._limits = _AccountLimits(
             settings.account_max_ips,
@@ -131,7 +121,6 @@ class PostfixPolicy:
         # at ~45,000 clients, docs/benchmarks.md).
         self._known: dict[str, tuple[int, str | None, float]] = {}
         self._known_at = -1
-        self._blocked_changes = 0
 
     # -- in-line -----------------------------------------------------------------------------
 
@@ -158,7 +147,7 @@ class PostfixPolicy:
         self.stats.requests += 1
         address = attrs.get("client_address", "")
         # both counters only grow, so their sum moves whenever either does
-        at = self.backend.generation + self._blocked_changes
+        at = self.backend.generation + self.blocked.changes
         if at != self._known_at:
             self._known.clear()
             self._known_at = at
@@ -190,7 +179,7 @@ class PostfixPolicy:
                         "postfix policy: %s has %d open sessions: refused%s",
                         address,
                         open_now,
-                        _held(held),
+                        held_back(held),
                     )
                 self.stats.refused += 1
                 return TOO_MANY_CONNECTIONS
@@ -202,7 +191,7 @@ class PostfixPolicy:
                     address,
                     state or "?",
                     refusal,
-                    _held(held),
+                    held_back(held),
                 )
             self.stats.refused += 1
             return self.ban_action
@@ -281,7 +270,7 @@ class PostfixPolicy:
         if event.ip is None:
             return
         if isinstance(event, Disconnect):
-            self.sessions.disconnect(ip_key(event.ip), now)
+            self.sessions.disconnect(event.ip, now)
         elif isinstance(event, UnknownRecipient):
             self._unknown_recipient(event.ip, (event.recipient or "").lower(), now)
 
@@ -300,7 +289,6 @@ class PostfixPolicy:
     def _block(self, net: IPv4Network | IPv6Network, rule: str, count: int, now: float) -> None:
         until = now + self.settings.enumeration_ban
         self.blocked.add(net, until)
-        self._blocked_changes += 1
         self._emit(
             Decision(
                 now,

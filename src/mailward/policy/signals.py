@@ -165,9 +165,9 @@ class ConnectionCounter:
         self._open[key] = times
         return len(times)
 
-    def disconnect(self, ip: IPAddress | int, now: float) -> None:
-        """A session of ``ip`` (or of the address whose ``ip_key`` this is) ended."""
-        key = ip if isinstance(ip, int) else ip_key(ip)
+    def disconnect(self, ip: IPAddress, now: float) -> None:
+        """A session of ``ip`` ended."""
+        key = ip_key(ip)
         times = self._open.get(key)
         if not times:
             return
@@ -215,15 +215,22 @@ class LogThrottle:
         return True, 0 if seen is None else seen[1]
 
 
+def held_back(count: int) -> str:
+    """The tail of a throttled log line: how many like it were not written."""
+    return f" ({count} more refusals of this client not logged)" if count else ""
+
+
 class NetSet:
     """Addresses and prefixes with an expiry; ``match`` costs one dict lookup per prefix length
     in use, whatever the number of entries (the in-line path must not scan a ban list)."""
 
-    __slots__ = ("_entries", "_lengths")
+    __slots__ = ("_entries", "_lengths", "changes")
 
     def __init__(self) -> None:
         self._entries: dict[tuple[int, int, int], tuple[IPv4Network | IPv6Network, float]] = {}
         self._lengths: set[tuple[int, int]] = set()
+        #: grows with every add and discard: what was derived from the set holds until it moves
+        self.changes = 0
 
     @staticmethod
     def _key(net: IPv4Network | IPv6Network) -> tuple[int, int, int]:
@@ -233,9 +240,11 @@ class NetSet:
     def add(self, net: IPv4Network | IPv6Network, until: float = float("inf")) -> None:
         self._entries[self._key(net)] = (net, until)
         self._lengths.add((net.version, net.prefixlen))
+        self.changes += 1
 
     def discard(self, net: IPv4Network | IPv6Network) -> None:
-        self._entries.pop(self._key(net), None)
+        if self._entries.pop(self._key(net), None) is not None:
+            self.changes += 1
 
     def match(self, ip: IPAddress, now: float) -> IPv4Network | IPv6Network | None:
         """The live entry containing ``ip``; expired entries found on the way are dropped."""
