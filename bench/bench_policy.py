@@ -236,9 +236,15 @@ except ImportError:
     ReplyBatch = None  # type: ignore[assignment,misc]
 
 
+try:  # the servers' framing in C (the same line walk their scanner does); older trees: find
+    from mailward.policy._scan import frame as _frame
+except ImportError:
+    _frame = None
+
+
 class _NullPostfix(_NullBase):  # type: ignore[misc,valid-type]
-    """Same framing work as the real server (buffer, find the blank line, replies written per
-    loop pass), no parsing, no logic."""
+    """Same framing work as the real server (buffer, find the blank line with the same C line
+    walk when it is built, replies written per loop pass), no parsing, no logic."""
 
     replies: Any = None  # one batch for the process, as the real server has one per server
 
@@ -250,14 +256,25 @@ class _NullPostfix(_NullBase):  # type: ignore[misc,valid-type]
             _NullPostfix.replies = ReplyBatch(asyncio.get_running_loop())
 
     def data_received(self, data: bytes | memoryview) -> None:
-        self.buf += data
+        buf = self.buf
+        buf += data
         replies = self.replies
-        while (end := self.buf.find(b"\n\n")) >= 0:
-            del self.buf[: end + 2]
+        start = 0
+        while True:
+            if _frame is not None:
+                nxt = _frame(buf, start)
+            else:
+                end = buf.find(b"\n\n", start)
+                nxt = end + 2 if end >= 0 else -1
+            if nxt < 0:
+                break
+            start = nxt
             if replies is None:
                 self.transport.write(b"action=DUNNO\n\n")
             else:
                 replies.put(self.transport, b"action=DUNNO\n\n")
+        if start:
+            del buf[:start]
 
 
 # ---------------------------------------------------------------------------- load generator

@@ -27,6 +27,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     # the in-line policy path: the Dovecot server's handler and rules, the detector engine
     "mailward.policy.dovecot",
     "mailward.policy.dovecot_rules",
+    "mailward.policy.postfix",  # the connection loop: framing, scanning, answering
     "mailward.policy.postfix_rules",  # request parsing and the decisions behind the socket
     "mailward.policy.signals",
     "mailward.detectors.base",

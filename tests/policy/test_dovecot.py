@@ -141,13 +141,14 @@ async def test_captured_dovecot_requests_are_all_accepted(session: aiohttp.Clien
     [
         ("/?command=allow", b"{not json", "not JSON"),
         ("/?command=allow", b"\xff\xfe", "not JSON"),
-        ("/?command=allow", b"[1,2]", "not a JSON object"),
+        ("/?command=allow", b"[1,2]", "Expected `object`, got `array`"),
         ("/?command=report", json.dumps({"remote": "999.1.1.1"}).encode(), "not an address"),
         ("/?command=frobnicate", b"{}", "unknown command"),
         ("/", b"{}", "unknown command"),
         ("/x?command=allow&command=nope", b"{}", "unknown command"),
-        ("/?command=allow", json.dumps({"remote": 7}).encode(), "not a string"),
-        ("/?command=allow", json.dumps({"success": "yes"}).encode(), "booleans"),
+        ("/?command=allow", json.dumps({"remote": 7}).encode(), "got `int` - at `$.remote`"),
+        ("/?command=allow", json.dumps({"success": "yes"}).encode(), "at `$.success`"),
+        ("/?command=allow", b'{"x":' + b"[" * 3000 + b"]" * 3000 + b"}", "not JSON"),
     ],
 )
 async def test_malformed_requests_get_400_and_a_log_line(

@@ -31,7 +31,7 @@ LIBRARIES = {
     "pydantic": "pydantic",
     "aiohttp": "aiohttp",
     "httptools": "httptools",
-    "orjson": "orjson",
+    "msgspec": "msgspec",
     "aiosmtplib": "aiosmtplib",
     "apprise": "apprise",
     "prometheus_client": "prometheus-client",

@@ -1,3 +1,13 @@
+def take(
+    buf: bytes | bytearray,
+    names: tuple[str, ...],
+    max_lines: int,
+    start: int,
+    limit: int,
+    into: dict[str, str],
+    /,
+) -> int: ...
+def frame(buf: bytes | bytearray, start: int, /) -> int: ...
 def scan(
     raw: bytes | bytearray,
     names: tuple[str, ...],

@@ -21,7 +21,8 @@ class ReusedReadBuffer(asyncio.BufferedProtocol):
     """Subclasses implement ``data_received`` as for ``asyncio.Protocol``; it is handed a
     ``memoryview`` of the bytes just read, valid only during the call (copy what you keep)."""
 
-    __slots__ = ("_read",)
+    # No __slots__: mypyc refuses to subclass a class with any (the Postfix connection is
+    # compiled).
 
     def __init__(self) -> None:
         self._read = memoryview(bytearray(READ_CHUNK))

@@ -27,6 +27,7 @@ from mailward.events import (
 )
 from mailward.factories import new_auth_failure, new_auth_success
 from mailward.policy.backend import DecisionSink, EventSink, PolicyBackend
+from mailward.policy.dovecot_body import AuthBody, body_from, decode_body
 from mailward.policy.signals import DistinctWindow, LogThrottle, NetSet, held_back, parse_ip
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,6 @@ _FAIL_TYPES = {
     "account": FailReason.UNKNOWN_USER,
     "policy": FailReason.POLICY_REJECT,
 }
-
-
-def _text(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ProtocolError(f"field {key!r} is not a string")
-    return value
 
 
 class AuthRequest:
@@ -103,52 +95,34 @@ class AuthRequest:
             f"policy_reject={self.policy_reject!r}, fail_type={self.fail_type!r})"
         )
 
-    @classmethod
-    def from_json(cls, body: Any) -> AuthRequest:
-        """Validate a decoded body; ``ProtocolError`` names what is wrong."""
-        if not isinstance(body, dict):
-            raise ProtocolError("body is not a JSON object")
-        # Plain dict reads and isinstance: compiled, both are C calls (a bound ``get`` or a
-        # ``__class__`` read would be a generic Python call or attribute lookup each).
-        remote, login, protocol = (
-            body.get("remote", ""),
-            body.get("login", ""),
-            body.get("protocol", ""),
-        )
-        pwhash, session = body.get("pwhash", ""), body.get("session_id", "")
-        fail_type = body.get("fail_type", "")
-        if not (
-            isinstance(remote, str)
-            and isinstance(login, str)
-            and isinstance(protocol, str)
-            and isinstance(pwhash, str)
-            and isinstance(session, str)
-            and isinstance(fail_type, str)
-        ):
-            # the slow path: an explicit null counts as absent, anything else not a string fails
-            remote = _text(body, "remote")
-            login = _text(body, "login")
-            protocol = _text(body, "protocol")
-            pwhash = _text(body, "pwhash")
-            session = _text(body, "session_id")
-            fail_type = _text(body, "fail_type")
-        success, policy_reject = body.get("success", False), body.get("policy_reject", False)
-        if not (isinstance(success, bool) and isinstance(policy_reject, bool)):
-            raise ProtocolError("fields 'success' and 'policy_reject' must be booleans")
+    @staticmethod
+    def from_raw(raw: bytes) -> AuthRequest:
+        """Decode and check a request body; ``ProtocolError`` names what is wrong."""
+        return AuthRequest.from_body(decode_body(raw))
+
+    @staticmethod
+    def from_json(body: Any) -> AuthRequest:
+        """The same for a body already decoded from JSON."""
+        return AuthRequest.from_body(body_from(body))
+
+    @staticmethod
+    def from_body(body: AuthBody) -> AuthRequest:
+        remote = body.remote
         ip: IPAddress | None = None
         if remote:
             try:
                 ip = parse_ip(remote)
             except ValueError:
                 raise ProtocolError(f"remote {remote[:60]!r} is not an address") from None
-        return AuthRequest(  # not cls(): compiled, a direct call to the native constructor
+        fail_type = body.fail_type or ""
+        return AuthRequest(  # compiled, a direct call to the native constructor
             ip=ip,
-            login=login or None,
-            protocol=protocol.lower(),
-            pwhash=pwhash,
-            session=session or None,
-            success=success,
-            policy_reject=policy_reject or fail_type == "policy",
+            login=body.login or None,
+            protocol=(body.protocol or "").lower(),
+            pwhash=body.pwhash or "",
+            session=body.session_id or None,
+            success=body.success,
+            policy_reject=body.policy_reject or fail_type == "policy",
             fail_type=fail_type,
         )
 

@@ -4,6 +4,9 @@ Framing per SMTPD_POLICY_README: ``name=value`` lines, an empty line ends a requ
 ``action=...`` line and an empty line answer it; a connection carries many requests. A request
 that is malformed, oversized or not ``request=smtpd_access_policy`` is logged and its connection
 closed. Decisions come from ``PostfixPolicy`` (sans-IO); trouble inside it answers ``DUNNO``.
+
+Compiled with mypyc; with a C compiler, one call into ``_scan.take`` frames, checks and reads
+each well-formed request, and everything else takes the plain path (``_take_slowly``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from itertools import repeat
 from pathlib import Path
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from mailward.clock import Clock, SystemClock
 from mailward.config.model import PostfixPolicySettings
@@ -31,17 +34,21 @@ if TYPE_CHECKING:
     from mailward.notify.metrics import Metrics
 
 _scan: Callable[[bytes | bytearray, tuple[str, ...], int, int, int], dict[str, str] | int] | None
+_take: Callable[[bytearray, tuple[str, ...], int, int, int, dict[str, str]], int] | None
 try:  # the C scanner, built next to the mypyc modules (setup.py); pure Python otherwise
     from mailward.policy import _scan as _scanner
 
     _scan = _scanner.scan
+    _take = _scanner.take
 except ImportError:
-    _scan = None
+    _scan = _take = None
 
 log = logging.getLogger(__name__)
 
-REQUEST_KIND = "smtpd_access_policy"
-MAX_LINES = 100  # Postfix 3.12 sends ~32 attributes
+# Final: compiled, constants rather than a module-dict lookup per request
+REQUEST_KIND: Final = "smtpd_access_policy"
+MAX_LINES: Final = 100  # Postfix 3.12 sends ~32 attributes
+_READS: Final = READS
 
 
 def _no_equals(raw: bytes) -> ProtocolError:
@@ -137,8 +144,13 @@ def read_request_py(raw: bytes, max_lines: int = MAX_LINES) -> dict[str, str]:
     return attrs
 
 
+_INCOMPLETE: Final = -1
+_SLOW: Final = -2
+_DROPPED: Final = -3
+
+
 class _PolicyConnection(ReusedReadBuffer):
-    __slots__ = ("server", "transport", "buf", "peer")
+    # compiled by mypyc (no __slots__ there: its classes have fixed attributes anyway)
 
     def __init__(self, server: PostfixPolicyServer) -> None:
         super().__init__()
@@ -146,6 +158,9 @@ class _PolicyConnection(ReusedReadBuffer):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.peer = "?"
+        # Refilled by the C scanner for each request: valid only while that request is
+        # answered (nothing keeps it: ``decide`` reads values, and they are immutable).
+        self.attrs: dict[str, str] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -161,34 +176,54 @@ class _PolicyConnection(ReusedReadBuffer):
         buf += data
         server = self.server
         limit = server.max_request_bytes
+        attrs = self.attrs
         start = 0
         try:
             while True:
-                end = buf.find(b"\n\n", start)
-                if end < 0:
-                    if len(buf) - start > limit:
-                        self._drop(f"request larger than {limit} bytes")
+                # The common case: one C call frames, checks and reads a well-formed request
+                # where it lies in the buffer (cut once per read, not once per request).
+                nxt = _SLOW if _take is None else _take(buf, _READS, MAX_LINES, start, limit, attrs)
+                if nxt >= 0 and attrs.get("request") == REQUEST_KIND:
+                    start = nxt
+                    self._answer(attrs)
+                elif nxt == _INCOMPLETE:
                     return
-                if end - start > limit:
-                    self._drop(f"request larger than {limit} bytes")
-                    return
-                # Parsed where it lies in the buffer, which is cut once per read, not once per
-                # request. The common case first: one C call, a well-formed request.
-                attrs = None if _scan is None else _scan(buf, READS, MAX_LINES, start, end)
-                if type(attrs) is not dict or attrs.get("request") != REQUEST_KIND:
-                    try:  # the fallback, and the one that names what is wrong
-                        attrs = read_request(buf, MAX_LINES, start, end)
-                    except ProtocolError as exc:
-                        self._drop(str(exc))
+                else:  # without the C scanner, or a request it leaves to the careful path
+                    nxt = self._take_slowly(start, limit)
+                    if nxt < 0:
                         return
-                start = end + 2
-                assert self.transport is not None
-                # unmetered, straight to the compiled core: no Python frame per request
-                wire = server.answer(attrs) if server.metered else server.reply(attrs, server.now())
-                server.replies.put(self.transport, wire)
+                    start = nxt
         finally:
             if start:
                 del buf[:start]
+
+    def _answer(self, attrs: dict[str, str]) -> None:
+        server = self.server
+        assert self.transport is not None
+        # unmetered, straight to the core: compiled, a native call with no Python frame
+        wire = server.answer(attrs) if server.metered else server.policy.reply(attrs, server.now())
+        server.replies.put(self.transport, wire)
+
+    def _take_slowly(self, start: int, limit: int) -> int:
+        """The request at ``start`` the plain way, naming what is wrong with it: where the next
+        begins, ``_INCOMPLETE``, or ``_DROPPED`` (the connection is closed)."""
+        buf = self.buf
+        end = buf.find(b"\n\n", start)
+        if end < 0:
+            if len(buf) - start > limit:
+                self._drop(f"request larger than {limit} bytes")
+                return _DROPPED
+            return _INCOMPLETE
+        if end - start > limit:
+            self._drop(f"request larger than {limit} bytes")
+            return _DROPPED
+        try:
+            attrs = read_request(buf, MAX_LINES, start, end)
+        except ProtocolError as exc:
+            self._drop(str(exc))
+            return _DROPPED
+        self._answer(attrs)
+        return end + 2
 
     def _drop(self, why: str) -> None:
         self.server.core.stats.malformed += 1
@@ -218,7 +253,7 @@ class PostfixPolicyServer:
     name = "policy-postfix"
     # set by start(); no connection exists before
     replies: ReplyBatch
-    reply: Callable[[dict[str, str], float], bytes]
+    policy: PostfixPolicy  # the core, as a plain attribute: read for every request
     now: Callable[[], float]
 
     def __init__(
@@ -281,8 +316,8 @@ class PostfixPolicyServer:
         self._core = core = PostfixPolicy(
             self.settings, link.backend, country=self._country, on_decisions=link.decisions
         )
-        self.reply = core.reply  # bound once: a connection calls them for every request
-        self.now = self.clock.now
+        self.policy = core
+        self.now = self.clock.now  # bound once: a connection calls it for every request
         link.start()
         if daemon is not None and hasattr(daemon, "on_event"):
             daemon.on_event(self.observe)

@@ -31,8 +31,16 @@ log = logging.getLogger(__name__)
 
 DUNNO = "DUNNO"
 #: every attribute ``PostfixPolicy.decide`` reads (the server extracts just these, see
-#: ``policy.postfix.read_request``); ``request`` is the one the protocol check needs
-READS = ("request", "client_address", "protocol_state", "sasl_username", "instance", "recipient")
+#: ``policy.postfix.read_request``); ``request`` is the one the protocol check needs. Typed as
+#: variable-length so mypyc keeps one tuple (a fixed-length one is a C struct boxed per use).
+READS: tuple[str, ...] = (
+    "request",
+    "client_address",
+    "protocol_state",
+    "sasl_username",
+    "instance",
+    "recipient",
+)
 TOO_MANY_CONNECTIONS = "421 4.7.0 Error: too many connections"
 _KNOWN_MAX = 65536
 _FOREVER = float("inf")

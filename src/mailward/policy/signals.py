@@ -93,13 +93,16 @@ class DistinctWindow:
 def _prune(values: dict[Hashable, float], horizon: float) -> None:
     """Drop the values last seen before ``horizon``. They are the oldest, first in the dict, so
     this stops at the first value still inside the window: O(expired)."""
-    stale: list[Hashable] = []
+    stale: list[Hashable] | None = None  # most calls find nothing stale: no list for them
     for value, seen in values.items():
         if seen >= horizon:
             break
+        if stale is None:
+            stale = []
         stale.append(value)
-    for value in stale:
-        del values[value]
+    if stale is not None:
+        for value in stale:
+            del values[value]
 
 
 class EventWindow:

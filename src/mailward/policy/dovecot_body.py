@@ -1,0 +1,46 @@
+"""The body of a Dovecot auth-policy request, decoded and type-checked in one pass by msgspec.
+
+Only the fields mailward reads are declared; msgspec skips the rest of the object without
+building it. A field sent as ``null`` counts as absent. Kept out of the mypyc-compiled modules:
+a ``msgspec.Struct`` has its own metaclass, and the decoding is msgspec's C either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from mailward.errors import ProtocolError
+
+
+class AuthBody(msgspec.Struct, frozen=True):
+    remote: str | None = None
+    login: str | None = None
+    protocol: str | None = None
+    pwhash: str | None = None
+    session_id: str | None = None
+    fail_type: str | None = None
+    success: bool = False
+    policy_reject: bool = False
+
+
+_DECODER = msgspec.json.Decoder(AuthBody)
+
+
+def decode_body(raw: bytes) -> AuthBody:
+    """Strict RFC 8259 JSON and UTF-8; ``ProtocolError`` says what is wrong and where."""
+    try:
+        return _DECODER.decode(raw)
+    except msgspec.ValidationError as exc:  # JSON, but not the shape Dovecot sends
+        raise ProtocolError(f"body: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # msgspec.DecodeError, bad UTF-8, deep nesting
+        raise ProtocolError(f"body is not JSON: {exc}") from None
+
+
+def body_from(obj: Any) -> AuthBody:
+    """The same checks for a body already decoded (tests, replayed reports)."""
+    try:
+        return msgspec.convert(obj, AuthBody)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"body: {exc}") from None
