@@ -251,12 +251,8 @@ take(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
 
-    const char *value[MAX_NAMES];
-    Py_ssize_t value_len[MAX_NAMES];
-    for (Py_ssize_t i = 0; i < st.count; i++) {
-        value[i] = NULL;
-        value_len[i] = 0;
-    }
+    const char *value[MAX_NAMES] = {0};
+    Py_ssize_t value_len[MAX_NAMES] = {0};
     const char *first = data + start;
     const char *p = first;
     const char *end = data + size;
@@ -366,12 +362,8 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
 
-    const char *value[MAX_NAMES];
-    Py_ssize_t value_len[MAX_NAMES];
-    for (Py_ssize_t i = 0; i < st.count; i++) {
-        value[i] = NULL;
-        value_len[i] = 0;
-    }
+    const char *value[MAX_NAMES] = {0};
+    Py_ssize_t value_len[MAX_NAMES] = {0};
     const char *p = data + start;
     const char *end = data + stop;
     Py_ssize_t lines = 0;

@@ -39,7 +39,7 @@ def decode_body(raw: bytes) -> AuthBody:
 
 
 def body_from(obj: Any) -> AuthBody:
-    """The same checks for a body already decoded (tests, replayed reports)."""
+    """The same checks for a body already decoded from JSON (``AuthRequest.from_json``)."""
     try:
         return msgspec.convert(obj, AuthBody)
     except msgspec.ValidationError as exc:
