@@ -101,3 +101,19 @@ def test_normalise_ip_agrees_with_ipaddress(text: str) -> None:
     else:
         got = normalise_ip(text)
         assert got == expected and type(got) is type(expected)
+
+
+def test_ip_int_and_ip_key_read_the_address_value() -> None:
+    from ipaddress import ip_address
+
+    from mailward.events import IPV6_KEY_FLAG, ip_int, ip_key
+
+    @given(st.one_of(st.integers(0, 2**32 - 1), st.integers(2**32, 2**128 - 1)))
+    def check(n: int) -> None:
+        ip = ip_address(n)
+        assert ip_int(ip) == int(ip) == n
+        assert ip_key(ip) == (n if ip.version == 4 else n | IPV6_KEY_FLAG)
+
+    check()
+    scoped = ip_address("fe80::1%eth0")
+    assert ip_int(scoped) == int(scoped)

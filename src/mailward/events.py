@@ -88,10 +88,27 @@ def normalise_ip(text: str) -> IPAddress:
 IPV6_KEY_FLAG = 1 << 128  # ip_key: IPv6 as int(ip) | flag, so the two families never collide
 
 
+# ``int(ip)`` calls the address's ``__int__``, a Python function, whose whole body returns the
+# one slot both address classes keep their value in; compiled callers read the slot instead.
+# Guarded: should a Python release rename it, ``int()`` it is (tests/test_events.py holds the
+# two equal).
+_IP_SLOT = "_ip" in getattr(IPv4Address, "__slots__", ()) and "_ip" in getattr(
+    IPv6Address, "__slots__", ()
+)
+
+
+def ip_int(ip: IPAddress) -> int:
+    """``int(ip)``, without a Python call."""
+    if _IP_SLOT:
+        value: int = getattr(ip, "_ip")  # noqa: B009 (a slot typeshed does not declare)
+        return value
+    return int(ip)
+
+
 def ip_key(ip: IPAddress) -> int:
     """An address as a plain int key: ipaddress objects hash and compare in Python code (about
     1 µs a hash), ints in C. IPv4 keys are below 2**32, IPv6 keys carry ``IPV6_KEY_FLAG``."""
-    return int(ip) if type(ip) is IPv4Address else int(ip) | IPV6_KEY_FLAG
+    return ip_int(ip) if type(ip) is IPv4Address else ip_int(ip) | IPV6_KEY_FLAG
 
 
 @dataclass(frozen=True, slots=True)

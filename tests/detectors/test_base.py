@@ -29,3 +29,24 @@ def test_fmt_duration() -> None:
 def test_source_prefix_target() -> None:
     src = Source(ip=ip_address("2001:db8:1:2:3::4"), key=0, prefix=0, prefixlen=64)
     assert src.prefix_target == "2001:db8:1:2::/64"
+
+
+def test_canonical_user_remembers_names_as_sent() -> None:
+    first = canonical_user("Carol@Example.ORG")
+    assert first == "carol@example.org"
+    assert canonical_user("Carol@Example.ORG") is first  # from the memory
+    assert canonical_user(" carol@example.org") is first  # one object per distinct name
+    for _ in range(2):
+        assert canonical_user("   ") is None
+        long = "Y" * 300 + "z"
+        assert canonical_user(long) == "y" * 256  # long names: computed, not remembered
+
+
+def test_source_address_is_made_on_first_use() -> None:
+    for text in ("198.51.100.7", "2001:db8::1"):
+        src = Source(ip=ip_address(text), key=0, prefix=0, prefixlen=24)
+        assert src.address == text and src.address is src.address
+    assert (
+        Source(ip=ip_address("192.0.2.1"), key=0, prefix=0, prefixlen=24, address="x").address
+        == "x"
+    )

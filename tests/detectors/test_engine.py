@@ -379,3 +379,26 @@ def test_a_refusal_follows_the_ban_it_quotes() -> None:
     assert later.decision is not None and later.decision.until == T + 600
     assert later.reason == "banned (longer)"
     assert eng.check("198.51.100.9", "bob", T + 601).allow
+
+
+def test_standing_and_pressure_split_check_by_what_moves_them() -> None:
+    from mailward.events import ip_key
+
+    eng = engine()
+    plain, exempt = ip_key(ip_address("198.51.100.7")), ip_key(ip_address("192.0.2.25"))
+    assert eng.standing(plain, T) is None  # nothing fixed: pressure decides
+    assert eng.standing(exempt, T) == Verdict(True)  # final, whatever happens to users
+    g = eng.generation
+    eng.apply(Decision(T, "198.51.100.0/24", Action.BAN, "manual", until=T + 60))
+    assert eng.generation > g  # what a server remembered is to be asked again
+    refusal = eng.standing(plain, T + 1)
+    assert refusal is not None and not refusal.allow and refusal.reason == "banned (manual)"
+    assert eng.standing(plain, T + 61) is None  # the ban ran out
+    eng.apply(Decision(T, "user:bob", Action.PROTECT_USER, "manual", until=T + 600))
+    assert not eng.pressure(plain, "Bob", T + 62).allow  # an unknown source for bob
+    assert eng.pressure(plain, "alice", T + 62).allow
+    v6 = ip_key(ip_address("2001:db8::1"))
+    eng.apply(Decision(T, "2001:db8::/64", Action.BAN, "manual", until=T + 600))
+    assert not eng.check("2001:db8::1", None, T + 62).allow
+    refused6 = eng.standing(v6, T + 62)
+    assert refused6 is not None and not refused6.allow

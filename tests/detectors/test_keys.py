@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from mailward.detectors.keys import ip_key, prefix_key
 
@@ -23,3 +23,26 @@ def test_prefix_key_groups_a_prefix() -> None:
     x, y = ip_address("2001:db8::1"), ip_address("2001:db8::ffff:1")
     assert prefix_key(x, 24, 64) == prefix_key(y, 24, 64)
     assert prefix_key(x, 24, 128) != prefix_key(y, 24, 128)
+
+
+def test_keys_convert_back_and_prefixes_follow_from_keys() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from mailward.detectors.keys import address_of_key, prefix_of_key
+
+    addresses = st.one_of(
+        st.integers(0, 2**32 - 1).map(lambda n: ip_address(n)),
+        st.integers(2**32, 2**128 - 1).map(lambda n: ip_address(n)),
+    )
+
+    @given(addresses, st.integers(8, 32), st.integers(16, 128))
+    def check(ip: IPv4Address | IPv6Address, v4: int, v6: int) -> None:
+        key = ip_key(ip)
+        back = address_of_key(key)
+        assert back == ip and type(back) is type(ip)
+        assert hash(back) == hash(ip) and str(back) == str(ip) and int(back) == int(ip)
+        assert back.is_private == ip.is_private and back.packed == ip.packed
+        assert prefix_of_key(key, v4, v6) == prefix_key(ip, v4, v6)
+
+    check()

@@ -324,7 +324,7 @@ async def test_a_crash_inside_allow_answers_zero(session: aiohttp.ClientSession)
     def broken(*_: object) -> object:
         raise RuntimeError("bug")
 
-    srv.core.backend.check = broken  # type: ignore[method-assign]
+    srv.core.backend.standing = broken  # type: ignore[method-assign]
     try:
         assert (await post(session, srv, ALLOW, body()))[1] == {"status": 0, "msg": ""}
         assert srv.core.stats.errors == 1

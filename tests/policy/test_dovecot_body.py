@@ -68,3 +68,17 @@ def test_any_bytes_decode_or_raise_protocol_error(raw: bytes) -> None:
     except ProtocolError:
         return
     assert isinstance(body, AuthBody)
+
+
+def test_the_fields_keep_the_order_the_request_builder_reads_them_in() -> None:
+    # AuthRequest.from_body takes them by position from one astuple() call
+    assert AuthBody.__struct_fields__ == (
+        "remote",
+        "login",
+        "protocol",
+        "pwhash",
+        "session_id",
+        "fail_type",
+        "success",
+        "policy_reject",
+    )

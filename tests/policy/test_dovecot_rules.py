@@ -171,3 +171,78 @@ def test_a_refused_client_is_logged_once_a_minute_not_once_per_attempt(
     assert len(lines) == 2
     assert "49 more refusals of this client not logged" in lines[1]
     assert core.stats.refused == 51  # every refusal still counts
+
+
+def test_remembered_clients_answer_as_the_engine_would_over_a_random_stream() -> None:
+    """``allow`` remembers what the bans say of each client until the ban state moves, and asks
+    the engine only for what moves with every event. Against a fresh ``Engine.check`` (plus the
+    core's own password-hash bans) at every step of a random stream of reports, manual bans with
+    an end, unbans and expiries, the answers are the same."""
+    import math
+    import random
+    from ipaddress import ip_network
+
+    from mailward.config.model import DetectorSettings
+    from mailward.detectors.engine import Engine
+
+    rnd = random.Random(5)
+    engine = Engine(
+        DetectorSettings.model_validate({"distributed": {"user_sources": 3}}),
+        server_addresses=[ip_network("192.0.2.25/32")],  # exempt: its answer is final
+    )
+    settings = DovecotPolicySettings.model_validate(
+        {"pwhash_per_ip": 5, "pwhash_window": 86400, "max_tarpit": 5, "max_tarpit_smtp": 2}
+    )
+    core = DovecotPolicy(settings, engine)  # reports observed by the engine itself
+    ips = [f"198.51.{n}.{h}" for n in range(3) for h in range(1, 12)]
+    ips += ["2001:db8::1", "2001:db8:0:1::9", "192.0.2.25", "::ffff:198.51.0.3"]
+    users = ["alice", "bob", "carol", "Bob"]
+    now = 1_763_700_000.0
+    seen: dict[int, int] = {}
+    for step in range(4000):
+        now += rnd.choice([0.5, 2, 10, 60, 300])
+        pick = rnd.random()
+        if pick < 0.45:
+            ok = rnd.random() < 0.3
+            b = body(rnd.choice(ips), rnd.choice(users), success=ok, pwhash=f"{rnd.randrange(9)}")
+            core.report(AuthRequest.from_json(b), now)
+        elif pick < 0.5:
+            net = f"198.51.{rnd.randrange(3)}.0/24"
+            engine.apply(
+                Decision(now, net, Action.BAN, "manual", until=now + rnd.choice([30, 900]))
+            )
+        elif pick < 0.53:
+            engine.apply(Decision(now, f"198.51.{rnd.randrange(3)}.0/24", Action.UNBAN, "manual"))
+        elif pick < 0.56:
+            engine.expire(now)
+        for _ in range(3):
+            remote, login = rnd.choice(ips), rnd.choice([*users, None])
+            protocol = rnd.choice(["imap", "smtp"])
+            req = AuthRequest.from_json(body(remote, login, protocol=protocol))
+            assert req.ip is not None
+            if core.blocked.match(req.ip, now) is not None:
+                want = -1
+            else:
+                verdict = engine.check(req.ip, login, now)
+                cap = 2 if protocol == "smtp" else 5
+                want = (
+                    -1
+                    if not verdict.allow
+                    else min(cap, math.ceil(verdict.tarpit))
+                    if verdict.tarpit > 0
+                    else 0
+                )
+            assert core.allow(req, now) == want, (step, remote, login)
+            seen[max(-1, min(1, want))] = seen.get(max(-1, min(1, want)), 0) + 1
+    assert seen[-1] > 300 and seen[0] > 300 and seen[1] > 30  # every kind of answer came up
+    assert core.blocked.changes > 0  # and the core's own bans moved the remembered answers
+
+
+def test_the_address_is_kept_as_its_key_and_rebuilt_on_demand() -> None:
+    from mailward.events import ip_key
+
+    for text in ("198.51.100.7", "::ffff:198.51.100.7", "2001:db8::1"):
+        req = AuthRequest.from_json(body(text))
+        assert req.ip is not None and req.key == ip_key(req.ip)
+    assert req.ip == ip_address("2001:db8::1")
+    assert AuthRequest.from_json(body("")).key == -1

@@ -252,7 +252,7 @@ async def test_a_crash_inside_the_decision_answers_dunno(server) -> None:  # typ
     def broken(*_: object) -> object:
         raise RuntimeError("bug")
 
-    srv.core.backend.check = broken  # type: ignore[method-assign]
+    srv.core.backend.standing = broken  # type: ignore[method-assign]
     reader, writer = await open_tcp(srv)
     assert (
         await ask(reader, writer, request(protocol_state="CONNECT", client_address="192.0.2.5"))

@@ -162,3 +162,49 @@ def test_a_connection_answers_a_stream_the_same_with_and_without_the_c_scanner(
             await srv.stop()
 
     assert asyncio.run(feed(c_scanner.take)) == asyncio.run(feed(None))
+
+
+def _pton(text: str) -> int:
+    from socket import AF_INET, inet_pton
+
+    try:
+        return int.from_bytes(inet_pton(AF_INET, text), "big")
+    except (OSError, ValueError):
+        return -1
+
+
+_QUADS = st.tuples(*[st.integers(0, 300)] * 4).map(lambda t: ".".join(map(str, t)))
+
+
+@given(
+    st.one_of(
+        _QUADS,
+        _QUADS.map(lambda q: "0" + q),
+        _QUADS.map(lambda q: q.replace(".", ".0", 1)),
+        _QUADS.map(lambda q: q + "."),
+        _QUADS.map(lambda q: q + ".1"),
+        _QUADS.map(lambda q: q + "%lo"),
+        st.text("0123456789.:x %-+ \x00\u0661", max_size=18),
+        st.text(max_size=18),
+    )
+)
+def test_ipv4_reads_dotted_quads_as_inet_pton_does(text: str) -> None:
+    assert c_scanner.ipv4(text) == _pton(text)
+
+
+def test_ipv4_edges() -> None:
+    assert c_scanner.ipv4("0.0.0.0") == 0
+    assert c_scanner.ipv4("255.255.255.255") == 2**32 - 1
+    for bad in (
+        "256.0.0.1",
+        "1.2.3",
+        "1.2.3.04",
+        "1..2.3",
+        " 1.2.3.4",
+        "::ffff:1.2.3.4",
+        "1.2.3.4\x00",
+    ):
+        assert c_scanner.ipv4(bad) == -1
+    with pytest.raises(TypeError):
+        c_scanner.ipv4()
+    assert c_scanner.ipv4(b"1.2.3.4") == -1  # not text: the Python parser judges (and refuses)

@@ -120,3 +120,33 @@ def test_netset_counts_its_changes_so_derived_answers_can_be_dropped() -> None:
     assert nets.changes == 1
     nets.discard(net)
     assert nets.changes == 2 and nets.match(ip_address("192.0.2.1"), 0) is None
+
+
+def test_parse_key_is_parse_ip_as_a_key() -> None:
+    import pytest
+
+    from mailward.events import ip_key
+    from mailward.policy.signals import parse_ip, parse_key
+
+    for text in (
+        "192.0.2.1",
+        "::ffff:192.0.2.1",
+        "2001:db8::1",
+        "fe80::1%lo",
+        "0.0.0.0",
+        "192.0.2.1%lo",
+    ):
+        assert parse_key(text) == ip_key(parse_ip(text))
+        assert parse_key(text) == ip_key(parse_ip(text))  # and again from the cache
+    for bad in (
+        "1.2",
+        "192.0.2.256",
+        "unknown",
+        "",
+        "1.2.3.4 ",
+        "01.2.3.4",
+        "1.2.3.4\x00",
+        "\udc80",
+    ):
+        with pytest.raises(ValueError):
+            parse_key(bad)

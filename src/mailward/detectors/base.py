@@ -23,16 +23,28 @@ _V4_END = 1 << 32  # address keys below it are IPv4 (detectors.keys)
 MAX_USERNAME = 256  # attacker-chosen text: bound what a key may cost
 
 
+_CANONICAL: dict[str, str] = {}  # name as sent -> its canonical form ("" for none)
+_CANONICAL_MAX = 32768  # names of up to _CANONICAL_LEN characters: at most a few MB
+_CANONICAL_LEN = 128
+
+
 def canonical_user(name: str | None) -> str | None:
     """Usernames compare case-insensitively (attackers vary case to dodge counters)."""
     if name is None:
         return None
-    name = name.strip().lower()
-    if not name:
-        return None
-    # One string object per distinct name, however many events carry it: it is a key in
-    # several tables and the bans' evidence.
-    return sys.intern(name[:MAX_USERNAME])
+    # The same names come again and again (every report, every check): one lookup instead of
+    # strip, lower, slice and intern.
+    known = _CANONICAL.get(name)
+    if known is None:
+        known = name.strip().lower()[:MAX_USERNAME]
+        # One string object per distinct name, however many events carry it: it is a key in
+        # several tables and the bans' evidence.
+        known = sys.intern(known) if known else ""
+        if len(name) <= _CANONICAL_LEN:
+            if len(_CANONICAL) >= _CANONICAL_MAX:
+                _CANONICAL.clear()  # cheaper than LRU bookkeeping on every hit
+            _CANONICAL[name] = known
+    return known or None
 
 
 def need(threshold: int, factor: float) -> int:
@@ -56,7 +68,7 @@ class Source:
         "asn",
         "banned",
         "cover",
-        "address",
+        "_address",
         "prefix_held",
         "_prefix_target",
     )
@@ -72,7 +84,7 @@ class Source:
         asn: int | None = None,
         banned: bool = False,  # already covered by an active ban (count, but do not ban again)
         cover: Decision | None = None,  # that ban
-        address: str = "",  # str(ip), made once
+        address: str = "",  # str(ip), made on first use when not given
     ) -> None:
         self.ip = ip
         self.key = key
@@ -83,10 +95,18 @@ class Source:
         self.asn = asn
         self.banned = banned
         self.cover = cover
-        self.address = address or str(ip)
+        self._address = address
         # its prefix is banned for at least a prefix ban: a prefix finding would add nothing
         self.prefix_held = False
         self._prefix_target = ""  # made on first use
+
+    @property
+    def address(self) -> str:
+        """``str(ip)``: made only for an event that leads to a finding (most do not)."""
+        address = self._address
+        if not address:
+            address = self._address = str(self.ip)
+        return address
 
     @property
     def prefix_target(self) -> str:

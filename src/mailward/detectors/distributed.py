@@ -47,9 +47,13 @@ class Distributed:
     # -- known-good sources -----------------------------------------------------------------
 
     def is_known_good(self, state: StateStore, user: str, src: Source, now: float) -> bool:
+        return self.known_good(state, user, src.key, src.prefix, now)
+
+    def known_good(self, state: StateStore, user: str, key: int, prefix: int, now: float) -> bool:
+        """``user`` logged in of late from the address ``key`` or from its prefix."""
         window = self._known_good
-        return state.has_member(GOOD, user, src.key, now, window) or state.has_member(
-            GOOD, user, src.prefix, now, window
+        return state.has_member(GOOD, user, key, now, window) or state.has_member(
+            GOOD, user, prefix, now, window
         )
 
     def on_success(

@@ -12,20 +12,19 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
-from socket import inet_ntoa
 from typing import Any
 
 from mailward.config.model import DetectorSettings, Settings
 from mailward.decisions.ledger import Ledger
 from mailward.decisions.model import USER_PREFIX, Action, Decision
-from mailward.detectors.base import Source, canonical_user
+from mailward.detectors.base import Finding, Source, canonical_user
 from mailward.detectors.decide import Decider
 from mailward.detectors.distributed import ATTACK, GOOD_IP, NET_SOURCES, USER_SOURCES, Distributed
 from mailward.detectors.enumeration import ENUM_IP, ENUM_NET, Enumeration
 from mailward.detectors.failures import ATTEMPT, FAIL, OWNER_FAIL, AddressFailures
 from mailward.detectors.geo import GeoLookup, GeoRule
 from mailward.detectors.history import MemoryHistory, OffenderHistory
-from mailward.detectors.keys import ip_key, prefix_key
+from mailward.detectors.keys import address_of_key, ip_key, prefix_key, prefix_of_key
 from mailward.detectors.safety import (
     CircuitBreaker,
     Exempt,
@@ -42,6 +41,7 @@ from mailward.events import (
     Event,
     FailReason,
     UnknownRecipient,
+    ip_int,
     normalise_ip,
 )
 
@@ -115,8 +115,13 @@ class Engine:
         self._prefix_v4 = settings.prefix_v4
         self._prefix_v6 = settings.prefix_v6
         self._good_factor = settings.safety.known_good_factor
+        tarpit = settings.tarpit
+        self._tarpit_per_failure = tarpit.per_failure if tarpit.enabled else 0.0
+        self._tarpit_max = tarpit.max_delay
         self._good_for = settings.safety.known_good_for
         self._prefix_ban = settings.distributed.prefix_ban
+        # off by default: a success then needs no ban lookup (mail clients poll all day)
+        self._count_successes = settings.rate_limit.enabled and settings.rate_limit.count_successes
         self._next_sweep = 0.0
         self._next_history_sweep = 0.0
         self.counts = {"events": 0, "decisions": 0, "exempt": 0}
@@ -150,28 +155,33 @@ class Engine:
 
     def _exempt(self, ip: IPAddress) -> tuple[bool, int]:
         """Whether ``ip`` is exempt, and the address as an int (computed once per event)."""
-        value = int(ip)
+        value = ip_int(ip)
         exempt = self.exempt
         if not exempt.networks:
             return False, value
         return exempt.holds(4 if isinstance(ip, IPv4Address) else 6, value), value
 
-    def _source(self, ip: IPAddress, now: float, value: int) -> Source:
-        # ip_key, prefix_key and str(ip) inlined: this runs once per event.
+    def _source(self, ip: IPAddress, value: int) -> Source:
+        # ip_key and prefix_key inlined: this runs once per event.
         if isinstance(ip, IPv4Address):
-            version = 4
             plen = self._prefix_v4
             key = value
             prefix = (value >> (32 - plen) << (32 - plen)) | (plen << 33)
-            address = inet_ntoa(value.to_bytes(4, "big"))
         else:
-            version = 6
             plen = self._prefix_v6
             key = value | _V6
             prefix = (value >> (128 - plen) << (128 - plen)) | _V6 | (plen << 129)
-            address = str(ip)
-        src = Source(ip=ip, key=key, prefix=prefix, prefixlen=plen, address=address)
-        found = self.ledger.covering_row(version, value, now)
+        return Source(ip=ip, key=key, prefix=prefix, prefixlen=plen)
+
+    def _facts(self, src: Source, now: float) -> Source:
+        """What the rules weigh a source by: a ban already covering it, a recent login from
+        it, its country and ASN. Lookups in large tables, so only for events that may count."""
+        ip = src.ip
+        key = src.key
+        if key < _V6:
+            found = self.ledger.covering_row(4, key, now)
+        else:
+            found = self.ledger.covering_row(6, key ^ _V6, now)
         if found is not None:
             src.banned, src.cover = True, self.ledger.view(found[0], found[1])
         if self.state.marked(GOOD_IP, key, now) is not None:
@@ -190,7 +200,7 @@ class Engine:
         if exempt:
             self.counts["exempt"] += 1
             return []
-        src = self._source(ip, now, value)
+        src = self._facts(self._source(ip, value), now)
         user = canonical_user(event.username)
         unknown = event.reason is FailReason.UNKNOWN_USER
         if unknown:
@@ -224,8 +234,10 @@ class Engine:
         exempt, value = self._exempt(ip)
         if exempt:
             return []
-        src = self._source(ip, now, value)
-        findings = self.failures.on_success(self.state, src, now)
+        src = self._source(ip, value)
+        findings: list[Finding] = []
+        if self._count_successes:
+            findings = self.failures.on_success(self.state, self._facts(src, now), now)
         self.distributed.on_success(
             self.state,
             src,
@@ -242,7 +254,7 @@ class Engine:
         exempt, value = self._exempt(ip)
         if exempt:
             return []
-        src = self._source(ip, now, value)
+        src = self._facts(self._source(ip, value), now)
         return self.decider.decide(
             self.enumeration.on_miss(self.state, src, now, "recipient"), src, now
         )
@@ -258,18 +270,26 @@ class Engine:
     def check(self, ip: IPAddress | str | None, username: str | None, now: float) -> Verdict:
         """May this login go on? Memory only. Refuses banned addresses and prefixes, denied
         origins, and sources that are not known-good for a username under attack; suggests a
-        tarpit for an address with recent failures."""
+        tarpit for an address with recent failures. ``standing`` then ``pressure``."""
         if ip is None:
             return ALLOW
         if isinstance(ip, str):
             ip = normalise_ip(ip)
-        # The address as ints once: the exempt test, the ban lookup and the state keys all
-        # want them, and this runs for every in-line question.
-        value = int(ip)
-        if isinstance(ip, IPv4Address):
-            version, key = 4, value
+        key = ip_key(ip)
+        verdict = self.standing(key, now)
+        if verdict is not None:
+            return verdict
+        return self.pressure(key, username, now)
+
+    def standing(self, key: int, now: float) -> Verdict | None:
+        """What the address (its ``ip_key``) alone is owed: a refusal for a banned address or
+        prefix or a denied origin, ``ALLOW`` for an exempt address (nothing else applies to
+        it), or None when ``pressure`` decides. Moves only with ``generation`` (and a refusal
+        ends with its ban), so a server may remember it per client."""
+        if key < _V6:
+            version, value = 4, key
         else:
-            version, key = 6, value | _V6
+            version, value = 6, key ^ _V6
         if self.exempt.networks and self.exempt.holds(version, value):
             return ALLOW
         found = self.ledger.covering_row(version, value, now)
@@ -287,34 +307,36 @@ class Engine:
             )
             return verdict
         if self.georule.active and self.geo is not None:
+            ip = address_of_key(key)
             asn = self.geo.asn(ip)
             why = self.georule.refuses(self.geo.country(ip), None if asn is None else asn[0])
             if why is not None:
                 return Verdict(False, reason=why)
+        return None
+
+    def pressure(self, key: int, username: str | None, now: float) -> Verdict:
+        """What moves with every event, for an address (its ``ip_key``) that ``standing``
+        left open: a username under attack refuses sources not known-good for it, and recent
+        failures of the address ask for a tarpit."""
+        state = self.state
         user = None if username is None else canonical_user(username)
-        if user is not None and self.state.marked(ATTACK, user, now) is not None:
+        if user is not None and state.marked(ATTACK, user, now) is not None:
             cfg = self.settings
-            src = Source(
-                ip=ip,
-                key=key,
-                prefix=prefix_key(ip, cfg.prefix_v4, cfg.prefix_v6),
-                prefixlen=cfg.prefix_v4 if version == 4 else cfg.prefix_v6,
-            )
-            if not self.distributed.is_known_good(self.state, user, src, now):
+            prefix = prefix_of_key(key, cfg.prefix_v4, cfg.prefix_v6)
+            if not self.distributed.known_good(state, user, key, prefix, now):
                 self.decider.touch(user, now)  # every rejected attempt extends the protection
                 return Verdict(
                     False,
                     reason=f"user:{user} is under attack",
                     decision=self.ledger.user(user, now),
                 )
-        tarpit = self.settings.tarpit
-        if tarpit.enabled and tarpit.per_failure > 0:
-            recent = self.failures.recent(self.state, key, now)
+        if self._tarpit_per_failure > 0:
+            recent = self.failures.recent(state, key, now)
             if recent:
                 factor = 1.0
-                if self.state.marked(GOOD_IP, key, now) is not None:
-                    factor = self.settings.safety.known_good_factor
-                delay = min(tarpit.max_delay, tarpit.per_failure * recent / factor)
+                if state.marked(GOOD_IP, key, now) is not None:
+                    factor = self._good_factor
+                delay = min(self._tarpit_max, self._tarpit_per_failure * recent / factor)
                 return Verdict(True, tarpit=delay, reason=f"{recent} recent failures")
         return ALLOW
 

@@ -54,6 +54,7 @@ class AddressFailures:
         if rate.enabled:
             short_windows.append(rate.window)
         self.owner_window = max(short_windows, default=60.0)
+        self._recent_window = short.window  # ``recent``: asked on every in-line check
         # one read answers every rule: the rate window first, then one per step
         self.windows = (rate.window, *(s.window for s in self.steps))
         # below this many failures in the longest window no rule can fire
@@ -148,5 +149,5 @@ class AddressFailures:
 
     def recent(self, state: StateStore, key: int, now: float) -> int:
         """Failures of the address within the short-ban window (tarpit input)."""
-        window = self.settings.short_ban.window
+        window = self._recent_window
         return state.count(FAIL, key, now, window) + state.count(OWNER_FAIL, key, now, window)

@@ -13,7 +13,7 @@ from mailward.events import ip_key
 
 IPAddress = IPv4Address | IPv6Address
 
-__all__ = ["IPAddress", "ip_key", "prefix_key"]
+__all__ = ["IPAddress", "address_of_key", "ip_key", "prefix_key", "prefix_of_key"]
 
 
 def prefix_key(ip: IPAddress, v4len: int, v6len: int) -> int:
@@ -21,3 +21,29 @@ def prefix_key(ip: IPAddress, v4len: int, v6len: int) -> int:
     if isinstance(ip, IPv4Address):
         return (int(ip) >> (32 - v4len) << (32 - v4len)) | (v4len << 33)
     return (int(ip) >> (128 - v6len) << (128 - v6len)) | _V6 | (v6len << 129)
+
+
+def prefix_of_key(key: int, v4len: int, v6len: int) -> int:
+    """``prefix_key`` of the address whose ``ip_key`` is ``key`` (no address object needed)."""
+    if key < _V6:
+        return (key >> (32 - v4len) << (32 - v4len)) | (v4len << 33)
+    value = key ^ _V6
+    return (value >> (128 - v6len) << (128 - v6len)) | _V6 | (v6len << 129)
+
+
+# ``IPv4Address(n)`` runs ``__init__`` in Python (type checks and a range check, about 2k
+# instructions); a key is known good, so the object is made as that ``__init__`` leaves it: its
+# one slot set. tests/detectors/test_keys.py holds the two equal in value, hash and text.
+_V4_SLOTS = getattr(IPv4Address, "__slots__", ())
+_NEW_V4 = IPv4Address.__new__ if "_ip" in _V4_SLOTS else None
+
+
+def address_of_key(key: int) -> IPAddress:
+    """The address back from its ``ip_key``."""
+    if key < _V6:
+        if _NEW_V4 is None:
+            return IPv4Address(key)
+        ip: IPv4Address = _NEW_V4(IPv4Address)
+        setattr(ip, "_ip", key)  # noqa: B010 (a slot typeshed does not declare)
+        return ip
+    return IPv6Address(key ^ _V6)

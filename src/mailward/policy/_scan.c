@@ -416,6 +416,59 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     return attrs;
 }
 
+/* ipv4(text) -> the address as an int, or -1 when text is not a plain dotted quad: four decimal
+ * octets of 0-255, no sign, no spaces, no leading zeros (the grammar inet_pton(AF_INET) and
+ * ipaddress accept). Anything else, IPv6 included, is for the Python parser to judge. */
+static PyObject *
+ipv4(PyObject *module, PyObject *text)
+{
+    if (!PyUnicode_Check(text) || !PyUnicode_IS_COMPACT_ASCII(text)) {
+        return PyLong_FromLong(-1);
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    const unsigned char *c = (const unsigned char *)PyUnicode_DATA(text);
+    if (n < 7 || n > 15) {
+        return PyLong_FromLong(-1);
+    }
+    unsigned long value = 0;
+    int octets = 0;
+    Py_ssize_t i = 0;
+    while (i < n) {
+        unsigned int octet = 0;
+        Py_ssize_t digits = 0;
+        while (i < n && c[i] >= '0' && c[i] <= '9') {
+            if (digits == 1 && octet == 0) {
+                return PyLong_FromLong(-1); /* a leading zero */
+            }
+            octet = octet * 10 + (unsigned int)(c[i] - '0');
+            digits++;
+            i++;
+            if (octet > 255) {
+                return PyLong_FromLong(-1);
+            }
+        }
+        if (digits == 0) {
+            return PyLong_FromLong(-1);
+        }
+        value = (value << 8) | octet;
+        octets++;
+        if (i == n) {
+            break;
+        }
+        if (c[i] != '.' || octets == 4) {
+            return PyLong_FromLong(-1);
+        }
+        i++;
+        if (i == n) {
+            return PyLong_FromLong(-1); /* a trailing dot */
+        }
+    }
+    if (octets != 4) {
+        return PyLong_FromLong(-1);
+    }
+    return PyLong_FromUnsignedLong(value);
+}
+
 static PyMethodDef methods[] = {
     {"take", (PyCFunction)(void (*)(void))take, METH_FASTCALL,
      "take(buf, names, max_lines, start, limit, into) -> where the next request begins, "
@@ -425,6 +478,8 @@ static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(raw, names, max_lines[, start[, end]]) -> dict of the named attributes, or an error "
      "code"},
+    {"ipv4", (PyCFunction)ipv4, METH_O,
+     "ipv4(text) -> the dotted-quad address as an int, or -1 when text is not one"},
     {NULL, NULL, 0, NULL},
 };
 

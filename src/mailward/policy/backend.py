@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from mailward.clock import Clock, SystemClock
 from mailward.decisions.model import USER_PREFIX, Action, Decision
-from mailward.events import AuthFailure, AuthSuccess, Event, IPAddress
+from mailward.events import IPV6_KEY_FLAG, AuthFailure, AuthSuccess, Event, IPAddress, ip_key
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,17 @@ class PolicyBackend(Protocol):
         ...
 
     def check(self, ip: IPAddress, username: str | None, now: float) -> VerdictLike: ...
+
+    def standing(self, key: int, now: float) -> VerdictLike | None:
+        """``check``'s part that depends on the address (its ``ip_key``) alone and moves only with
+        ``generation``: a refusal (until its ban's ``until``), an allow that nothing else can
+        change (an exempt address), or None when ``pressure`` decides."""
+        ...
+
+    def pressure(self, key: int, username: str | None, now: float) -> VerdictLike:
+        """``check``'s part that moves with every event, for an address (its ``ip_key``)
+        that ``standing`` left open: an attacked username's unknown sources, tarpits."""
+        ...
 
     def observe(self, event: Event, now: float) -> list[Decision]: ...
 
@@ -98,9 +109,10 @@ class MemoryBackend:
     bans: dict[tuple[int, int, int], _Ban] = field(default_factory=dict)  # (version, len, net)
     _lengths: set[tuple[int, int]] = field(default_factory=set)
     protected: dict[str, float] = field(default_factory=dict)
-    known_good: dict[tuple[str, IPAddress], float] = field(default_factory=dict)
-    failures: dict[IPAddress, deque[float]] = field(default_factory=dict)
-    user_failures: dict[str, dict[IPAddress, float]] = field(default_factory=dict)
+    # keyed by ``ip_key``, as the engine's state is
+    known_good: dict[tuple[str, int], float] = field(default_factory=dict)
+    failures: dict[int, deque[float]] = field(default_factory=dict)
+    user_failures: dict[str, dict[int, float]] = field(default_factory=dict)
     generation: int = 0
 
     def apply(self, decision: Decision) -> None:
@@ -116,29 +128,40 @@ class MemoryBackend:
             self.protected[decision.target[len(USER_PREFIX) :]] = decision.until or float("inf")
 
     def check(self, ip: IPAddress, username: str | None, now: float) -> Verdict:
+        key = ip_key(ip)
+        verdict = self.standing(key, now)
+        if verdict is not None:
+            return verdict
+        return self.pressure(key, username, now)
+
+    def standing(self, key: int, now: float) -> Verdict | None:
         if self.bans:
             # One dict lookup per prefix length in use: O(1) in the number of bans.
-            value = int(ip)
-            bits = 32 if ip.version == 4 else 128
+            family, value, bits = (
+                (4, key, 32) if key < IPV6_KEY_FLAG else (6, key ^ IPV6_KEY_FLAG, 128)
+            )
             for version, length in self._lengths:
-                if version != ip.version:
+                if version != family:
                     continue
                 ban = self.bans.get((version, length, value >> (bits - length)))
                 if ban is not None and (ban.until is None or ban.until > now):
                     return Verdict(
                         False, reason=f"banned by {ban.decision.rule}", decision=ban.decision
                     )
+        return None
+
+    def pressure(self, key: int, username: str | None, now: float) -> Verdict:
         if username is not None and self.protected.get(username, 0.0) > now:
-            seen = self.known_good.get((username, ip))
+            seen = self.known_good.get((username, key))
             if seen is None or now - seen > self.known_good_seconds:
                 return Verdict(False, reason=f"user {username} under attack, unknown source")
-        recent = self._recent(ip, now)
+        recent = self._recent(key, now)
         if recent >= self.tarpit_after:
             return Verdict(True, tarpit=float(min(8, 1 << (recent - self.tarpit_after))))
         return ALLOW
 
-    def _recent(self, ip: IPAddress, now: float) -> int:
-        times = self.failures.get(ip)
+    def _recent(self, key: int, now: float) -> int:
+        times = self.failures.get(key)
         if not times:
             return 0
         while times and now - times[0] > self.window:
@@ -148,15 +171,16 @@ class MemoryBackend:
     def observe(self, event: Event, now: float) -> list[Decision]:
         if event.ip is None:
             return []
+        key = ip_key(event.ip)
         if isinstance(event, AuthSuccess) and event.username:
-            self.known_good[(event.username, event.ip)] = now
-            self.failures.pop(event.ip, None)
+            self.known_good[(event.username, key)] = now
+            self.failures.pop(key, None)
             return []
         if not isinstance(event, AuthFailure):
             return []
         out: list[Decision] = []
-        self.failures.setdefault(event.ip, deque()).append(now)
-        if self._recent(event.ip, now) >= self.ban_after and self.check(event.ip, None, now).allow:
+        self.failures.setdefault(key, deque()).append(now)
+        if self._recent(key, now) >= self.ban_after and self.check(event.ip, None, now).allow:
             out.append(
                 Decision(
                     now,
@@ -169,7 +193,7 @@ class MemoryBackend:
             )
         if event.username:
             ips = self.user_failures.setdefault(event.username, {})
-            ips[event.ip] = now
+            ips[key] = now
             for old in [k for k, t in ips.items() if now - t > self.window]:
                 del ips[old]
             if len(ips) >= self.protect_after and self.protected.get(event.username, 0.0) <= now:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import json
 import logging
 from collections import deque
+from hmac import compare_digest
 from typing import TYPE_CHECKING, Any
 
 from mailward.clock import Clock, SystemClock
@@ -44,7 +44,8 @@ _UNAUTHORIZED = text_reply(401, "unauthorized")
 _NOT_POST = text_reply(405, "only POST is served", b"Allow: POST\r\n")
 _DRAIN_BATCH = 256
 # What Dovecot sends with auth_policy_server_url = http://host:port/ : no query to split.
-_TARGETS = {b"/?command=allow": b"allow", b"/?command=report": b"report"}
+_ALLOW_TARGET = b"/?command=allow"
+_REPORT_TARGET = b"/?command=report"
 
 
 def status_body(status: int) -> bytes:
@@ -62,9 +63,12 @@ def status_reply(status: int) -> Reply:
 def command_of(target: bytes) -> bytes | None:
     """The ``command`` query parameter: Dovecot appends ``?command=...`` (or ``command=...``
     after a URL that ends in ``&``); the last one wins, like a query dict's."""
-    command = _TARGETS.get(target)
-    if command is not None:
-        return command
+    # what Dovecot sends: compared as they are (a lookup would hash the new bytes each time)
+    if target == _ALLOW_TARGET:
+        return b"allow"
+    if target == _REPORT_TARGET:
+        return b"report"
+    command = None
     for part in target.partition(b"?")[2].split(b"&"):
         if part.startswith(b"command="):
             command = part[8:]
@@ -229,18 +233,18 @@ class DovecotPolicyServer:
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         if self._api_key is not None:
             got = headers.get(self._api_header, b"")
-            if not hmac.compare_digest(got, self._api_key):
+            if not compare_digest(got, self._api_key):
                 return False
         if self._basic is not None:
             value = headers.get(b"authorization", b"")
-            if hmac.compare_digest(value, self._basic_header):
+            if compare_digest(value, self._basic_header):
                 return True  # the canonical form, as Dovecot sends it: no decoding
             scheme, _, encoded = value.partition(b" ")
             try:
                 given = base64.b64decode(encoded.strip(), validate=True)
             except (binascii.Error, ValueError):
                 return False
-            if scheme.lower() != b"basic" or not hmac.compare_digest(given, self._basic):
+            if scheme.lower() != b"basic" or not compare_digest(given, self._basic):
                 return False
         return True
 

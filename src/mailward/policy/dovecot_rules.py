@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from ipaddress import ip_network
 from typing import Any
 
+from msgspec.structs import astuple
+
 from mailward.config.model import DovecotPolicySettings
 from mailward.decisions.model import USER_PREFIX, Action, Decision
-from mailward.detectors.keys import ip_key
+from mailward.detectors.keys import address_of_key, ip_key
 from mailward.errors import ProtocolError
 from mailward.events import (
     Event,
@@ -27,10 +29,13 @@ from mailward.events import (
 )
 from mailward.factories import new_auth_failure, new_auth_success
 from mailward.policy.backend import DecisionSink, EventSink, PolicyBackend
-from mailward.policy.dovecot_body import AuthBody, body_from, decode_body
-from mailward.policy.signals import DistinctWindow, LogThrottle, NetSet, held_back, parse_ip
+from mailward.policy.dovecot_body import DECODER, AuthBody, body_error, body_from
+from mailward.policy.signals import DistinctWindow, LogThrottle, NetSet, held_back, parse_key
 
 log = logging.getLogger(__name__)
+
+_KNOWN_MAX = 65536
+_FOREVER = float("inf")
 
 ORIGIN = Origin("dovecot-policy")
 REFUSE_MSG = "Authentication failed"  # reaches the client: says nothing about why
@@ -54,11 +59,14 @@ _FAIL_TYPES = {
 class AuthRequest:
     """The fields mailward reads from a Dovecot policy body (the rest is ignored).
 
-    A plain class, not a dataclass: compiled with mypyc, a dataclass keeps the interpreted
-    ``__init__`` the dataclasses module generates, and one is built per request."""
+    The client address is kept as its ``ip_key`` (-1 when Dovecot sent none): an int is what
+    the in-line answer looks things up by, and ``ip`` builds the address object only for the
+    reports that need one. A plain class, not a dataclass: compiled with mypyc, a dataclass
+    keeps the interpreted ``__init__`` the dataclasses module generates, and one is built per
+    request."""
 
     __slots__ = (
-        "ip",
+        "key",
         "login",
         "protocol",
         "pwhash",
@@ -70,7 +78,7 @@ class AuthRequest:
 
     def __init__(
         self,
-        ip: IPAddress | None,
+        key: int,
         login: str | None,
         protocol: str,
         pwhash: str,
@@ -79,7 +87,7 @@ class AuthRequest:
         policy_reject: bool,
         fail_type: str,
     ) -> None:
-        self.ip = ip
+        self.key = key
         self.login = login
         self.protocol = protocol
         self.pwhash = pwhash
@@ -87,6 +95,11 @@ class AuthRequest:
         self.success = success
         self.policy_reject = policy_reject
         self.fail_type = fail_type
+
+    @property
+    def ip(self) -> IPAddress | None:
+        """The client address (None when Dovecot sent none)."""
+        return None if self.key < 0 else address_of_key(self.key)
 
     def __repr__(self) -> str:
         return (
@@ -98,7 +111,11 @@ class AuthRequest:
     @staticmethod
     def from_raw(raw: bytes) -> AuthRequest:
         """Decode and check a request body; ``ProtocolError`` names what is wrong."""
-        return AuthRequest.from_body(decode_body(raw))
+        try:
+            body = DECODER.decode(raw)
+        except (ValueError, RecursionError) as exc:
+            raise body_error(exc) from None
+        return AuthRequest.from_body(body)
 
     @staticmethod
     def from_json(body: Any) -> AuthRequest:
@@ -107,23 +124,33 @@ class AuthRequest:
 
     @staticmethod
     def from_body(body: AuthBody) -> AuthRequest:
-        remote = body.remote
-        ip: IPAddress | None = None
+        # one C call for all eight fields: compiled, each attribute read of a struct msgspec
+        # defines is a generic lookup
+        fields: tuple[Any, ...] = astuple(body)
+        remote: str | None = fields[0]
+        login: str | None = fields[1]
+        protocol: str | None = fields[2]
+        pwhash: str | None = fields[3]
+        session_id: str | None = fields[4]
+        fail_type: str | None = fields[5]
+        success: bool = fields[6]
+        policy_reject: bool = fields[7]
+        key = -1
         if remote:
             try:
-                ip = parse_ip(remote)
+                key = parse_key(remote)
             except ValueError:
                 raise ProtocolError(f"remote {remote[:60]!r} is not an address") from None
-        fail_type = body.fail_type or ""
+        fail = fail_type or ""
         return AuthRequest(  # compiled, a direct call to the native constructor
-            ip=ip,
-            login=body.login or None,
-            protocol=(body.protocol or "").lower(),
-            pwhash=body.pwhash or "",
-            session=body.session_id or None,
-            success=body.success,
-            policy_reject=body.policy_reject or fail_type == "policy",
-            fail_type=fail_type,
+            key=key,
+            login=login or None,
+            protocol=(protocol or "").lower(),
+            pwhash=pwhash or "",
+            session=session_id or None,
+            success=success,
+            policy_reject=policy_reject or fail == "policy",
+            fail_type=fail,
         )
 
 
@@ -164,46 +191,86 @@ class DovecotPolicy:
         self.blocked = NetSet()  # IPs banned for too many distinct wrong passwords
         self._protected: dict[str, float] = {}
         self._quiet = LogThrottle()  # one line per refused client per minute
+        # read per request: native attributes rather than pydantic fields
+        self._max_tarpit = settings.max_tarpit
+        self._max_tarpit_smtp = settings.max_tarpit_smtp
+        self._skip_repeated = settings.skip_repeated_pwhash
+        self._pwhash_per_ip = settings.pwhash_per_ip
+        self._pwhash_per_login = settings.pwhash_per_login
+        # client ip_key -> (why refused or None, valid until, final) as ``_standing`` found it
+        # while the ban state stood at ``_known_at`` (the backend's generation plus our own):
+        # any change empties it. Dovecot asks about a client before and after each login, and a
+        # refused client comes back again and again. Plain values, as in the Postfix core.
+        self._known: dict[int, tuple[str | None, float, bool]] = {}
+        self._known_at = -1
 
     def allow(self, req: AuthRequest, now: float) -> int:
         """Dovecot's ``status``: < 0 refuse, 0 go on, > 0 tarpit that many seconds."""
         self.stats.allow += 1
-        ip = req.ip
-        if ip is None:
+        key = req.key
+        if key < 0:
             return 0  # nothing to judge by; Dovecot's own checks still apply
-        if self.blocked.match(ip, now) is not None:
-            self.stats.refused += 1
-            return -1
-        verdict = self.backend.check(ip, req.login, now)
+        # both counters only grow, so their sum moves whenever either does
+        at = self.backend.generation + self.blocked.changes
+        if at != self._known_at:
+            self._known.clear()
+            self._known_at = at
+        known = self._known.get(key)
+        if known is None or known[1] <= now:
+            known = self._standing(key, now)
+            if len(self._known) >= _KNOWN_MAX:
+                self._known.clear()  # cheaper than LRU bookkeeping on every hit
+            self._known[key] = known
+        refusal = known[0]
+        if refusal is not None:
+            return self._refuse(req, refusal, now)
+        if known[2]:
+            return 0
+        verdict = self.backend.pressure(key, req.login, now)
         if not verdict.allow:
-            self.stats.refused += 1
-            speak, held = self._quiet.allow(ip_key(ip), now)
-            if speak:
-                log.info(
-                    "dovecot policy: refused %s login=%s protocol=%s: %s%s",
-                    ip,
-                    req.login,
-                    req.protocol,
-                    verdict.reason,
-                    held_back(held),
-                )
-            return -1
+            return self._refuse(req, verdict.reason, now)
         if verdict.tarpit > 0:
-            cap = (
-                self.settings.max_tarpit_smtp
-                if req.protocol == "smtp"
-                else self.settings.max_tarpit
-            )
+            cap = self._max_tarpit_smtp if req.protocol == "smtp" else self._max_tarpit
             seconds = min(cap, math.ceil(verdict.tarpit))
             if seconds > 0:
                 self.stats.tarpitted += 1
                 return seconds
         return 0
 
+    def _standing(self, key: int, now: float) -> tuple[str | None, float, bool]:
+        """(why the address is refused or None, until when that holds unless the ban state
+        moves, whether the answer is final) for a client seen anew."""
+        entry = self.blocked.entry_of(key, now)
+        if entry is not None:
+            return "too many distinct wrong passwords", entry[1], True
+        verdict = self.backend.standing(key, now)
+        if verdict is None:
+            return None, _FOREVER, False
+        if verdict.allow:
+            return None, _FOREVER, True  # exempt: nothing else applies
+        ban = verdict.decision
+        until = ban.until if ban is not None and ban.until is not None else _FOREVER
+        return verdict.reason or "banned", until, True
+
+    def _refuse(self, req: AuthRequest, reason: str, now: float) -> int:
+        self.stats.refused += 1
+        speak, held = self._quiet.allow(req.key, now)
+        if speak:
+            log.info(
+                "dovecot policy: refused %s login=%s protocol=%s: %s%s",
+                req.ip,
+                req.login,
+                req.protocol,
+                reason,
+                held_back(held),
+            )
+        return -1
+
     def report(self, req: AuthRequest, now: float) -> None:
         """Turn an outcome into an event; a policy-refused attempt is not counted again."""
         self.stats.reports += 1
-        if req.ip is None:
+        ip = req.ip
+        if ip is None:
             return
         if req.policy_reject:
             self.stats.policy_rejects += 1
@@ -215,7 +282,7 @@ class DovecotPolicy:
                 new_auth_success(  # the builder: a compiled dataclass __init__ is interpreted
                     ts=now,
                     service=service,
-                    ip=req.ip,
+                    ip=ip,
                     origin=ORIGIN,
                     username=req.login,
                     session=req.session,
@@ -223,14 +290,14 @@ class DovecotPolicy:
             )
             return
         self.stats.failures += 1
-        if req.pwhash and self._count_pwhash(req, now) and self.settings.skip_repeated_pwhash:
+        if req.pwhash and self._count_pwhash(req, ip, now) and self._skip_repeated:
             self.stats.repeats += 1
             return
         self.feed(
             new_auth_failure(
                 ts=now,
                 service=service,
-                ip=req.ip,
+                ip=ip,
                 origin=ORIGIN,
                 username=req.login,
                 reason=_FAIL_TYPES.get(req.fail_type, FailReason.UNSPECIFIED),
@@ -238,20 +305,18 @@ class DovecotPolicy:
             )
         )
 
-    def _count_pwhash(self, req: AuthRequest, now: float) -> bool:
+    def _count_pwhash(self, req: AuthRequest, ip: IPAddress, now: float) -> bool:
         """Count distinct failed hashes; True when this (IP, login, hash) is a repeat."""
-        assert req.ip is not None
         s = self.settings
         login = req.login or ""
-        # keyed by the address as an int: an ``ip_address`` hashes in Python (hash(hex(int)))
-        per_ip, new = self.pwhash_by_ip.add(ip_key(req.ip), (login, req.pwhash), now)
+        per_ip, new = self.pwhash_by_ip.add(req.key, (login, req.pwhash), now)
         per_login, _ = self.pwhash_by_login.add(login, req.pwhash, now)
-        if 0 < s.pwhash_per_ip <= per_ip and self.blocked.match(req.ip, now) is None:
-            self.blocked.add(ip_network(req.ip), now + s.pwhash_ban)
+        if 0 < self._pwhash_per_ip <= per_ip and self.blocked.match(ip, now) is None:
+            self.blocked.add(ip_network(ip), now + s.pwhash_ban)
             self._emit(
                 Decision(
                     now,
-                    str(req.ip),
+                    str(ip),
                     Action.BAN,
                     "policy_pwhash_ip",
                     until=now + s.pwhash_ban,
@@ -259,7 +324,11 @@ class DovecotPolicy:
                     evidence={"distinct_pwhash": per_ip},
                 )
             )
-        if login and 0 < s.pwhash_per_login <= per_login and self._protected.get(login, 0) <= now:
+        if (
+            login
+            and 0 < self._pwhash_per_login <= per_login
+            and self._protected.get(login, 0) <= now
+        ):
             self._protected[login] = now + s.pwhash_ban
             self._emit(
                 Decision(

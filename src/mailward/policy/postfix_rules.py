@@ -15,7 +15,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 
 from mailward.config.model import PostfixPolicySettings
 from mailward.decisions.model import USER_PREFIX, Action, Decision
-from mailward.events import Disconnect, Event, IPAddress, UnknownRecipient, ip_key
+from mailward.events import Disconnect, Event, IPAddress, UnknownRecipient
 from mailward.policy.backend import DecisionSink, PolicyBackend
 from mailward.policy.signals import (
     ConnectionCounter,
@@ -23,6 +23,7 @@ from mailward.policy.signals import (
     LogThrottle,
     NetSet,
     held_back,
+    parse_key,
     prefix_of,
     read_ip,
 )
@@ -164,15 +165,14 @@ class PostfixPolicy:
             key, refusal = known[0], known[1]
         else:
             try:
-                ip = read_ip(address)
+                key = parse_key(address)
             except ValueError:
                 # Postfix always sends the address; without one there is nothing to decide on.
                 log.warning(
                     "postfix policy: request without a usable client_address %r", address[:64]
                 )
                 return DUNNO
-            key = ip_key(ip)
-            refusal, until = self._refusal(ip, now)
+            refusal, until = self._refusal(key, now)
             if len(self._known) >= _KNOWN_MAX:
                 self._known.clear()  # cheaper than LRU bookkeeping on every hit
             self._known[address] = (key, refusal, until)
@@ -208,15 +208,16 @@ class PostfixPolicy:
             return self._account(user, address, key, state, attrs, now)
         return DUNNO
 
-    def _refusal(self, ip: IPAddress, now: float) -> tuple[str | None, float]:
-        """Why ``ip`` is refused (None: it is not), and until when that answer holds unless
-        the ban state changes."""
-        verdict = self.backend.check(ip, None, now)
-        if not verdict.allow:
+    def _refusal(self, key: int, now: float) -> tuple[str | None, float]:
+        """Why the address ``key`` is refused (None: it is not), and until when that answer
+        holds unless the ban state changes. Only what the address alone is owed
+        (``standing``): the per-user and tarpit checks are Dovecot's."""
+        verdict = self.backend.standing(key, now)
+        if verdict is not None and not verdict.allow:
             ban = verdict.decision
             until = ban.until if ban is not None and ban.until is not None else _FOREVER
             return verdict.reason or "banned", until
-        entry = self.blocked.entry(ip, now)
+        entry = self.blocked.entry_of(key, now)
         if entry is not None:
             return f"enumeration from {entry[0]}", entry[1]
         return None, _FOREVER

@@ -6,11 +6,11 @@ operation takes ``now``, nothing here does I/O.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from socket import AF_INET, inet_pton
 
-from mailward.events import IPAddress, ip_key, normalise_ip
+from mailward.events import IPV6_KEY_FLAG, IPAddress, ip_key, normalise_ip
 
 _IP_CACHE: dict[str, IPAddress] = {}
 _IP_CACHE_MAX = 65536
@@ -26,6 +26,33 @@ def parse_ip(text: str) -> IPAddress:
             _IP_CACHE.clear()  # cheaper than LRU bookkeeping on every hit
         _IP_CACHE[text] = ip
     return ip
+
+
+_KEY_CACHE: dict[str, int] = {}
+
+_ipv4: Callable[[str], int] | None
+try:
+    from mailward.policy._scan import ipv4 as _ipv4
+except ImportError:  # a build without the C scanner: every address goes through the cache
+    _ipv4 = None
+
+
+def parse_key(text: str) -> int:
+    """``ip_key`` of an address's text: a dotted quad read by the C scanner's ``ipv4`` when
+    it is built (no lookup in a large table, no bytes, no address object); anything else
+    through a bounded cache of plain ints, which the collector stops scanning (it would scan
+    every cached address object on each full pass). Raises ValueError like ``normalise_ip``."""
+    if _ipv4 is not None:
+        value = _ipv4(text)
+        if value >= 0:
+            return value
+    key = _KEY_CACHE.get(text)
+    if key is None:
+        key = ip_key(normalise_ip(text))
+        if len(_KEY_CACHE) >= _IP_CACHE_MAX:
+            _KEY_CACHE.clear()
+        _KEY_CACHE[text] = key
+    return key
 
 
 def read_ip(text: str) -> IPAddress:
@@ -256,20 +283,25 @@ class NetSet:
 
     def entry(self, ip: IPAddress, now: float) -> tuple[IPv4Network | IPv6Network, float] | None:
         """``match`` with the entry's expiry: (network, until)."""
+        return self.entry_of(ip_key(ip), now)
+
+    def entry_of(self, key: int, now: float) -> tuple[IPv4Network | IPv6Network, float] | None:
+        """``entry`` for the address whose ``ip_key`` is ``key``."""
         if not self._entries:
             return None
-        value = int(ip)
-        version = ip.version
-        bits = 32 if version == 4 else 128
+        if key < IPV6_KEY_FLAG:
+            version, value, bits = 4, key, 32
+        else:
+            version, value, bits = 6, key ^ IPV6_KEY_FLAG, 128
         for v, length in self._lengths:
             if v != version:
                 continue
-            key = (v, length, value >> (bits - length))
-            hit = self._entries.get(key)
+            slot = (v, length, value >> (bits - length))
+            hit = self._entries.get(slot)
             if hit is not None:
                 if hit[1] > now:
                     return hit
-                del self._entries[key]
+                del self._entries[slot]
         return None
 
     def __contains__(self, net: object) -> bool:
