@@ -129,3 +129,27 @@ def test_generation_moves_with_every_change_and_only_then() -> None:
     assert ledger.remove("user:alice") is not None and moved()
     assert ledger.expire(10) == [] and not moved()
     assert ledger.expire(200) and moved()
+
+
+def test_added_since_tells_what_bans_came_and_when_more_than_that_moved() -> None:
+    led = Ledger()
+    g0 = led.generation
+    led.add(Decision(1, "198.51.100.0/24", Action.BAN, "r", until=100))
+    led.add(Decision(2, "user:bob", Action.PROTECT_USER, "r", until=100))  # not an address's
+    g1 = led.generation
+    led.add(Decision(3, "2001:db8::/64", Action.BAN, "r", until=100))
+    assert led.added_since(g0) == [(6, 64, 0x20010DB8 << 96), (4, 24, 0xC6336400)]
+    assert led.added_since(g1) == [(6, 64, 0x20010DB8 << 96)]
+    assert led.added_since(led.generation) == []
+    g2 = led.generation
+    led.remove("198.51.100.0/24")  # a ban lifted: answers may turn from refusals to allows
+    assert led.added_since(g2) is None and led.added_since(led.generation) == []
+    g3 = led.generation
+    led.add(Decision(4, "192.0.2.1", Action.BAN, "r", until=10))
+    assert led.added_since(g3) == [(4, 32, 0xC0000201)]
+    assert led.expire(11) and led.added_since(g3) is None  # one ran out
+    g4 = led.generation
+    for i in range(300):  # more than the record holds
+        led.add(Decision(20, f"203.0.{i >> 8}.{i & 255}", Action.BAN, "r", until=1000))
+    assert led.added_since(g4) is None
+    assert len(led.added_since(led.generation - 10) or []) == 10

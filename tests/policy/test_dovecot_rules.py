@@ -246,3 +246,55 @@ def test_the_address_is_kept_as_its_key_and_rebuilt_on_demand() -> None:
         assert req.ip is not None and req.key == ip_key(req.ip)
     assert req.ip == ip_address("2001:db8::1")
     assert AuthRequest.from_json(body("")).key == -1
+
+
+def test_a_ban_forgets_only_the_clients_it_covers() -> None:
+    """What ``allow`` remembers survives a ban elsewhere (a botnet's prefix bans land when the
+    load is highest), and a client inside the new ban is refused at once."""
+    from ipaddress import ip_network
+
+    from mailward.config.model import DetectorSettings
+    from mailward.detectors.engine import Engine
+
+    engine = Engine(DetectorSettings(), server_addresses=[ip_network("192.0.2.25/32")])
+    core = DovecotPolicy(DovecotPolicySettings(), engine)
+    inside, outside = "198.51.100.7", "203.0.113.9"
+    v6_inside, v6_outside = "2001:db8::7", "2001:db8:1::7"
+    for remote in (inside, outside, v6_inside, v6_outside):
+        assert core.allow(AuthRequest.from_json(body(remote)), 1) == 0
+    remembered = dict(core._known)
+    engine.apply(Decision(2, "198.51.100.0/24", Action.BAN, "manual", until=1000))
+    engine.apply(Decision(2, "2001:db8::/64", Action.BAN, "manual", until=1000))
+    assert core.allow(AuthRequest.from_json(body(outside)), 3) == 0
+    kept = {k for k in remembered if k in core._known}
+    assert kept == {AuthRequest.from_json(body(r)).key for r in (outside, v6_outside)}
+    assert core.allow(AuthRequest.from_json(body(inside)), 3) == -1
+    assert core.allow(AuthRequest.from_json(body(v6_inside)), 3) == -1
+    assert core.allow(AuthRequest.from_json(body(v6_outside)), 3) == 0
+    engine.apply(Decision(4, "198.51.100.0/24", Action.UNBAN, "manual"))  # lifted: all go
+    assert core.allow(AuthRequest.from_json(body(inside)), 5) == 0
+
+
+@pytest.mark.parametrize("crowd", [0, 300])  # few remembered: a scan; many: a lookup per address
+def test_forgetting_a_ban_takes_its_edges_and_nothing_past_them(crowd: int) -> None:
+    from ipaddress import ip_network
+
+    from mailward.config.model import DetectorSettings
+    from mailward.detectors.engine import Engine
+
+    engine = Engine(DetectorSettings(), server_addresses=[ip_network("192.0.2.25/32")])
+    core = DovecotPolicy(DovecotPolicySettings(), engine)
+    edges_in = ["198.51.100.0", "198.51.100.255", "2001:db8::", "2001:db8::ffff:ffff:ffff:ffff"]
+    edges_out = ["198.51.99.255", "198.51.101.0", "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff"]
+    edges_out += ["2001:db8:0:1::"]
+    others = [f"203.0.{i >> 8}.{i & 255}" for i in range(crowd)]
+    for remote in edges_in + edges_out + others:
+        assert core.allow(AuthRequest.from_json(body(remote)), 1) == 0
+    engine.apply(Decision(2, "198.51.100.0/24", Action.BAN, "manual", until=1000))
+    engine.apply(Decision(2, "2001:db8::/64", Action.BAN, "manual", until=1000))
+    core.allow(AuthRequest.from_json(body(others[0] if others else "203.0.113.1")), 3)
+    for remote in edges_out + others:
+        assert AuthRequest.from_json(body(remote)).key in core._known, remote
+    for remote in edges_in:
+        assert AuthRequest.from_json(body(remote)).key not in core._known, remote
+        assert core.allow(AuthRequest.from_json(body(remote)), 3) == -1

@@ -8,6 +8,7 @@ length), so ``covering()`` costs a handful of dict probes whatever the number of
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
@@ -19,6 +20,7 @@ IPAddress = IPv4Address | IPv6Address
 Network = IPv4Network | IPv6Network
 
 _BUCKET = 60.0  # expiry is swept per minute bucket: no heap entry per ban
+_ADDED_LOG = 256  # address and prefix bans remembered for ``added_since``
 _VIEWS = 16384  # Decisions kept built for the bans read most (see Ledger.view; ~5 MB at most)
 
 
@@ -79,6 +81,12 @@ class Ledger:
         #: grows with every change (a ban or protection added, removed or expired), so readers
         #: may keep what they derived from the ledger until it moves (the policy servers do)
         self.generation = 0
+        # (generation, version, prefix length, network) of the latest address and prefix bans
+        # added, oldest first; and the generations below which ``added_since`` cannot answer:
+        # the last ban lifted or expired, and the newest entry the bounded log let go
+        self._added: deque[tuple[int, int, int, int]] = deque()
+        self._lifted_at = 0
+        self._log_floor = 0
 
     def __len__(self) -> int:
         return self._count
@@ -115,6 +123,10 @@ class Ledger:
             self._count += 1
         table[value] = _Row(decision.ts, decision.until, self._template(decision))
         self.generation += 1
+        added = self._added
+        if len(added) >= _ADDED_LOG:
+            self._log_floor = added.popleft()[0]
+        added.append((self.generation, version, prefixlen, value))
         if decision.until is not None:
             self._due((version, prefixlen), decision.until).append(value)
         return decision
@@ -169,6 +181,7 @@ class Ledger:
             return None
         self._count -= 1
         self.generation += 1
+        self._lifted_at = self.generation
         return _decision(slot, row)
 
     def expire(self, now: float) -> list[Decision]:
@@ -206,6 +219,23 @@ class Ledger:
                     buckets[bucket] = keep
         if out:
             self.generation += 1
+            self._lifted_at = self.generation
+        return out
+
+    def added_since(self, generation: int) -> list[tuple[int, int, int]] | None:
+        """The address and prefix bans added after ``generation`` as ``(version, prefix
+        length, network)``, newest first: all that changed since then for an address's
+        standing. None when more changed (a ban was lifted or ran out) or the record does not
+        reach back that far: then everything derived from the ledger is to be dropped."""
+        if generation >= self.generation:
+            return []
+        if generation < self._lifted_at or generation < self._log_floor:
+            return None
+        out: list[tuple[int, int, int]] = []
+        for at, version, prefixlen, network in reversed(self._added):
+            if at <= generation:
+                break
+            out.append((version, prefixlen, network))
         return out
 
     # -- reads ------------------------------------------------------------------------------

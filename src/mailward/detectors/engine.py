@@ -267,6 +267,11 @@ class Engine:
         exemptions and the country/ASN rules are fixed for the engine's life)."""
         return self.ledger.generation
 
+    def added_since(self, generation: int) -> list[tuple[int, int, int]] | None:
+        """The ledger's: the bans added since ``generation`` when that is all that changed
+        for ``standing`` (the exemptions and the country/ASN rules are fixed)."""
+        return self.ledger.added_since(generation)
+
     def check(self, ip: IPAddress | str | None, username: str | None, now: float) -> Verdict:
         """May this login go on? Memory only. Refuses banned addresses and prefixes, denied
         origins, and sources that are not known-good for a username under attack; suggests a

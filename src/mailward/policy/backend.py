@@ -50,6 +50,12 @@ class PolicyBackend(Protocol):
         address until it moves (or, for a refusal, until the ban's ``until``)."""
         ...
 
+    def added_since(self, generation: int) -> list[tuple[int, int, int]] | None:
+        """What moved ``standing`` since ``generation`` when it was only bans added, as
+        ``(version, prefix length, network)``; None when anything else moved it (a server then
+        drops all it remembered)."""
+        ...
+
     def check(self, ip: IPAddress, username: str | None, now: float) -> VerdictLike: ...
 
     def standing(self, key: int, now: float) -> VerdictLike | None:
@@ -126,6 +132,9 @@ class MemoryBackend:
             self.bans.pop(_key(net), None)
         elif decision.action is Action.PROTECT_USER and decision.is_user:
             self.protected[decision.target[len(USER_PREFIX) :]] = decision.until or float("inf")
+
+    def added_since(self, generation: int) -> list[tuple[int, int, int]] | None:
+        return [] if generation == self.generation else None
 
     def check(self, ip: IPAddress, username: str | None, now: float) -> Verdict:
         key = ip_key(ip)

@@ -21,6 +21,7 @@ from mailward.decisions.model import USER_PREFIX, Action, Decision
 from mailward.detectors.keys import address_of_key, ip_key
 from mailward.errors import ProtocolError
 from mailward.events import (
+    IPV6_KEY_FLAG,
     Event,
     FailReason,
     IPAddress,
@@ -35,6 +36,8 @@ from mailward.policy.signals import DistinctWindow, LogThrottle, NetSet, held_ba
 log = logging.getLogger(__name__)
 
 _KNOWN_MAX = 65536
+_FORGET_ONE_BY_ONE = 64  # more bans than this at once: forget every client
+_FORGET_RANGE = 4096  # a ban this large or less: its addresses are looked up one by one
 _FOREVER = float("inf")
 
 ORIGIN = Origin("dovecot-policy")
@@ -198,11 +201,12 @@ class DovecotPolicy:
         self._pwhash_per_ip = settings.pwhash_per_ip
         self._pwhash_per_login = settings.pwhash_per_login
         # client ip_key -> (why refused or None, valid until, final) as ``_standing`` found it
-        # while the ban state stood at ``_known_at`` (the backend's generation plus our own):
-        # any change empties it. Dovecot asks about a client before and after each login, and a
+        # while the backend's ban state stood at ``_known_at`` and our own at ``_blocked_at``:
+        # ``_forget`` drops what a change may have touched. Dovecot asks about a client before and after each login, and a
         # refused client comes back again and again. Plain values, as in the Postfix core.
         self._known: dict[int, tuple[str | None, float, bool]] = {}
         self._known_at = -1
+        self._blocked_at = 0
 
     def allow(self, req: AuthRequest, now: float) -> int:
         """Dovecot's ``status``: < 0 refuse, 0 go on, > 0 tarpit that many seconds."""
@@ -210,11 +214,9 @@ class DovecotPolicy:
         key = req.key
         if key < 0:
             return 0  # nothing to judge by; Dovecot's own checks still apply
-        # both counters only grow, so their sum moves whenever either does
-        at = self.backend.generation + self.blocked.changes
-        if at != self._known_at:
-            self._known.clear()
-            self._known_at = at
+        generation = self.backend.generation
+        if generation != self._known_at or self.blocked.changes != self._blocked_at:
+            self._forget(generation)
         known = self._known.get(key)
         if known is None or known[1] <= now:
             known = self._standing(key, now)
@@ -236,6 +238,34 @@ class DovecotPolicy:
                 self.stats.tarpitted += 1
                 return seconds
         return 0
+
+    def _forget(self, generation: int) -> None:
+        """Drop what the ban state's move since ``_known_at`` may have changed: only the
+        clients inside the bans added, when that is all that happened (a botnet's prefix bans
+        land exactly when the load is highest), else everything."""
+        added = self.backend.added_since(self._known_at)
+        known = self._known
+        if (
+            added is None
+            or len(added) > _FORGET_ONE_BY_ONE
+            or self.blocked.changes != self._blocked_at
+        ):
+            known.clear()
+        else:
+            for version, prefixlen, network in added:
+                if version == 4:
+                    low, span = network, 32 - prefixlen
+                else:
+                    low, span = network | IPV6_KEY_FLAG, 128 - prefixlen
+                high = low + (1 << span)
+                if high - low <= min(_FORGET_RANGE, len(known)):
+                    for k in range(low, high):
+                        known.pop(k, None)
+                else:
+                    for k in [k for k in known if low <= k < high]:
+                        del known[k]
+        self._known_at = generation
+        self._blocked_at = self.blocked.changes
 
     def _standing(self, key: int, now: float) -> tuple[str | None, float, bool]:
         """(why the address is refused or None, until when that holds unless the ban state
@@ -313,6 +343,9 @@ class DovecotPolicy:
         per_login, _ = self.pwhash_by_login.add(login, req.pwhash, now)
         if 0 < self._pwhash_per_ip <= per_ip and self.blocked.match(ip, now) is None:
             self.blocked.add(ip_network(ip), now + s.pwhash_ban)
+            # the one answer this changes (any other change of the set drops them all)
+            self._known.pop(req.key, None)
+            self._blocked_at = self.blocked.changes
             self._emit(
                 Decision(
                     now,
