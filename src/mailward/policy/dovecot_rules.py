@@ -201,9 +201,10 @@ class DovecotPolicy:
         self._pwhash_per_ip = settings.pwhash_per_ip
         self._pwhash_per_login = settings.pwhash_per_login
         # client ip_key -> (why refused or None, valid until, final) as ``_standing`` found it
-        # while the backend's ban state stood at ``_known_at`` and our own at ``_blocked_at``:
-        # ``_forget`` drops what a change may have touched. Dovecot asks about a client before and after each login, and a
-        # refused client comes back again and again. Plain values, as in the Postfix core.
+        # while the backend's ban state stood at ``_known_at`` and our own at ``_blocked_at``;
+        # ``_forget`` drops what a change may have touched. Dovecot asks about a client before
+        # and after each login, and a refused client comes back again and again. Plain values,
+        # as in the Postfix core.
         self._known: dict[int, tuple[str | None, float, bool]] = {}
         self._known_at = -1
         self._blocked_at = 0
@@ -342,10 +343,13 @@ class DovecotPolicy:
         per_ip, new = self.pwhash_by_ip.add(req.key, (login, req.pwhash), now)
         per_login, _ = self.pwhash_by_login.add(login, req.pwhash, now)
         if 0 < self._pwhash_per_ip <= per_ip and self.blocked.match(ip, now) is None:
+            current = self.blocked.changes == self._blocked_at
             self.blocked.add(ip_network(ip), now + s.pwhash_ban)
-            # the one answer this changes (any other change of the set drops them all)
+            # the one remembered answer this changes; any other change of the set still drops
+            # them all at the next ``allow``
             self._known.pop(req.key, None)
-            self._blocked_at = self.blocked.changes
+            if current:
+                self._blocked_at = self.blocked.changes
             self._emit(
                 Decision(
                     now,

@@ -12,22 +12,7 @@ from socket import AF_INET, inet_pton
 
 from mailward.events import IPV6_KEY_FLAG, IPAddress, ip_key, normalise_ip
 
-_IP_CACHE: dict[str, IPAddress] = {}
-_IP_CACHE_MAX = 65536
-
-
-def parse_ip(text: str) -> IPAddress:
-    """``normalise_ip`` with a bounded cache: parsing dominates a policy decision otherwise, and
-    the same clients ask again and again. Raises ValueError like ``normalise_ip``."""
-    ip = _IP_CACHE.get(text)
-    if ip is None:
-        ip = read_ip(text)
-        if len(_IP_CACHE) >= _IP_CACHE_MAX:
-            _IP_CACHE.clear()  # cheaper than LRU bookkeeping on every hit
-        _IP_CACHE[text] = ip
-    return ip
-
-
+_KEY_CACHE_MAX = 65536
 _KEY_CACHE: dict[str, int] = {}
 
 _ipv4: Callable[[str], int] | None
@@ -49,15 +34,15 @@ def parse_key(text: str) -> int:
     key = _KEY_CACHE.get(text)
     if key is None:
         key = ip_key(normalise_ip(text))
-        if len(_KEY_CACHE) >= _IP_CACHE_MAX:
+        if len(_KEY_CACHE) >= _KEY_CACHE_MAX:
             _KEY_CACHE.clear()
         _KEY_CACHE[text] = key
     return key
 
 
 def read_ip(text: str) -> IPAddress:
-    """``parse_ip`` without the cache, for callers that keep what they need of the address
-    themselves (an address object is one more object for the cyclic collector to scan)."""
+    """An address object from its text (strict, as ``parse_key``): for the rare callers that
+    need the object itself, not its key."""
     try:
         # inet_pton is strict (no "1.2", no leading zeros) and ~10x faster than ipaddress.
         return IPv4Address(inet_pton(AF_INET, text))
