@@ -176,7 +176,6 @@ class MemoryState(StateStore):
             self._windows["s", space] = window
         horizon = now - window
         old = table.get(key)
-        prev_last: float | None = None
         if old is None:
             table[key] = (member, now)
             size = 1
@@ -184,7 +183,6 @@ class MemoryState(StateStore):
             # One pass over the flat pairs (no slices, no unpacking into a new display: this
             # runs twice per successful login, and compiled those cost 2 µs a call).
             n = len(old)
-            prev_last = float(old[n - 1])
             size = n >> 1
             live = True
             pos = -1
@@ -222,7 +220,6 @@ class MemoryState(StateStore):
                     table[key] = dict(kept)
         else:
             members = old
-            prev_last = now  # a dict is never empty: the key is filed already
             members.pop(member, None)
             members[member] = now
             # Insertion order is time order: the oldest sit at the front. Drop from the front
@@ -241,7 +238,7 @@ class MemoryState(StateStore):
                 for first in stale:
                     del members[first]
             size = len(members)
-        if prev_last is None:
+        if old is None:  # a new key: filed once, when it appears
             self._file("s", space, key, now + window)
         return size
 
