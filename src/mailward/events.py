@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 from socket import AF_INET, inet_pton
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -85,14 +85,14 @@ def normalise_ip(text: str) -> IPAddress:
     return addr if mapped is None else mapped
 
 
-IPV6_KEY_FLAG = 1 << 128  # ip_key: IPv6 as int(ip) | flag, so the two families never collide
+IPV6_KEY_FLAG: Final = 1 << 128  # ip_key: IPv6 as int(ip) | flag, so the two families never collide
 
 
 # ``int(ip)`` calls the address's ``__int__``, a Python function, whose whole body returns the
 # one slot both address classes keep their value in; compiled callers read the slot instead.
 # Guarded: should a Python release rename it, ``int()`` it is (tests/test_events.py holds the
 # two equal).
-_IP_SLOT = "_ip" in getattr(IPv4Address, "__slots__", ()) and "_ip" in getattr(
+_IP_SLOT: Final = "_ip" in getattr(IPv4Address, "__slots__", ()) and "_ip" in getattr(
     IPv6Address, "__slots__", ()
 )
 

@@ -99,3 +99,16 @@ async def test_an_early_flush_sends_everything_and_the_scheduled_one_finds_nothi
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert log == [("a", b"1"), ("a", b"2")]  # each reply exactly once
+
+
+async def test_after_runs_once_the_pass_replies_are_written() -> None:
+    log: list[tuple[str, bytes]] = []
+    a = _Transport(log, "a")
+    batch = ReplyBatch(
+        asyncio.get_running_loop(), after=lambda: log.append(("after", bytes(len(log))))
+    )
+    batch.put(a, b"ack")  # type: ignore[arg-type]
+    assert log == []
+    await asyncio.sleep(0)
+    # the reply first, then the work it promised, in the same pass
+    assert log == [("a", b"ack"), ("after", b"\0")]

@@ -310,7 +310,7 @@ async def test_api_key_and_basic_auth(session: aiohttp.ClientSession) -> None:
 
 async def test_report_queue_is_bounded_and_drained_on_stop(session: aiohttp.ClientSession) -> None:
     srv, _, events = await started(report_queue=2)
-    srv._loop = None  # hold processing back so the queue fills
+    srv.http.replies.after = None  # hold processing back so the queue fills
     for i in range(4):
         assert (await post(session, srv, REPORT, body(success=False, pwhash=f"{i:04x}")))[0] == 200
     assert srv.pending() == 2 and srv.core.stats.dropped == 2

@@ -1,4 +1,5 @@
 import logging
+import re
 from ipaddress import ip_address
 
 import pytest
@@ -169,8 +170,26 @@ def test_a_refused_client_is_logged_once_a_minute_not_once_per_attempt(
         assert core.allow(req, 61) == -1
     lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(lines) == 2
-    assert "49 more refusals of this client not logged" in lines[1]
+    assert "49 more refusals not logged since the last line" in lines[1]
     assert core.stats.refused == 51  # every refusal still counts
+
+
+def test_a_botnet_of_refused_clients_writes_ten_lines_a_second_not_one_per_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = MemoryBackend()
+    core, _, _ = make(backend)
+    backend.apply(Decision(0, "198.51.100.0/24", Action.BAN, "manual"))
+    with caplog.at_level(logging.INFO, logger="mailward.policy.dovecot_rules"):
+        for i in range(200):  # 200 clients in one second
+            req = AuthRequest.from_json(body(remote=f"198.51.100.{i}"))
+            assert core.allow(req, 1000 + i / 200) == -1
+        assert core.allow(AuthRequest.from_json(body(remote="198.51.100.250")), 1002) == -1
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 11
+    # each line says how many went unsaid since the one before: together, every refusal
+    held = [int(m) for line in lines for m in re.findall(r"\((\d+) more refusals", line)]
+    assert len(lines) + sum(held) == core.stats.refused == 201
 
 
 def test_remembered_clients_answer_as_the_engine_would_over_a_random_stream() -> None:

@@ -208,7 +208,7 @@ def test_a_refused_client_is_logged_once_a_minute_not_once_per_attempt(
         assert core.decide(req("CONNECT", "203.0.113.9"), 75) == BAN
     lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(lines) == 2
-    assert "29 more refusals of this client not logged" in lines[1]
+    assert "29 more refusals not logged since the last line" in lines[1]
     assert core.stats.refused == 31
 
 

@@ -1,9 +1,14 @@
+import gc
 from ipaddress import ip_address, ip_network
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailward.policy.signals import (
     ConnectionCounter,
     DistinctWindow,
     EventWindow,
+    LogBudget,
     LogThrottle,
     NetSet,
     prefix_of,
@@ -36,6 +41,66 @@ def test_distinct_window_evicts_the_least_recently_used_key() -> None:
     assert len(w) == 2
     assert w.count("k2", 2) == 0
     assert w.count("k1", 2) == 2
+
+
+class _WindowModel:
+    """What ``DistinctWindow`` must answer, in the plainest form: a dict of last-seen times per
+    key, keys in last-used order."""
+
+    def __init__(self, window: float, max_keys: int) -> None:
+        self.window, self.max_keys = window, max_keys
+        self.keys: dict[object, dict[object, float]] = {}
+
+    def add(self, key: object, value: object, now: float) -> tuple[int, bool]:
+        seen = self.keys.pop(key, None)
+        if seen is None and len(self.keys) >= self.max_keys:
+            del self.keys[next(iter(self.keys))]
+        live = {v: t for v, t in (seen or {}).items() if t >= now - self.window}
+        new = value not in live
+        live.pop(value, None)
+        live[value] = now
+        self.keys[key] = live
+        return len(live), new
+
+    def values(self, key: object, now: float) -> list[object]:
+        return [v for v, t in self.keys.get(key, {}).items() if t >= now - self.window]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),  # key
+            st.integers(0, 14),  # value: up to 15 distinct, past the flat form's 8
+            st.sampled_from([0.0, 0.0, 0.5, 1.0, 3.0, 10.0]),  # time step
+        ),
+        max_size=120,
+    )
+)
+def test_distinct_window_answers_like_a_dict_of_last_seen_times(
+    steps: list[tuple[int, int, float]],
+) -> None:
+    """Flat tuples up to 8 values, a dict beyond, values running out of the window, repeats
+    moving to the end, keys evicted least recently used first: every answer as the model's."""
+    w, model = DistinctWindow(window=20, max_keys=3), _WindowModel(window=20, max_keys=3)
+    now = 0.0
+    for key, value, step in steps:
+        now += step
+        assert w.add(key, value, now) == model.add(key, value, now)
+        for k in range(4):
+            assert w.values(k, now) == model.values(k, now)
+            assert w.count(k, now) == len(model.values(k, now))
+    assert len(w) == len(model.keys)
+
+
+def test_distinct_window_small_sets_are_left_alone_by_the_collector() -> None:
+    w = DistinctWindow(window=60)
+    for i in range(1000):
+        w.add(i, ("login", f"{i:04x}"), 0)
+        w.add(i, ("login", "beef"), 1)
+    gc.collect()
+    gc.collect()  # a tuple inside a tuple may need a second pass
+    assert not any(gc.is_tracked(v) for v in w._data.values())
+    assert w.count(7, 2) == 2
 
 
 def test_event_window_sums_amounts_in_window() -> None:
@@ -86,16 +151,26 @@ def test_netset_matches_addresses_and_prefixes_and_expires() -> None:
     assert s.match(ip_address("192.0.2.200"), 10) is None
 
 
-def test_log_throttle_speaks_once_per_window_and_counts_what_it_held() -> None:
+def test_log_throttle_speaks_once_per_window_per_client() -> None:
     quiet = LogThrottle(window=60, max_keys=2)
-    assert quiet.allow(1, 0) == (True, 0)
-    assert quiet.allow(1, 10) == (False, 0)
-    assert quiet.allow(1, 59) == (False, 0)
-    assert quiet.allow(2, 59) == (True, 0)  # another client has its own window
-    assert quiet.allow(1, 60) == (True, 2)  # the next line says two were held back
-    assert quiet.allow(1, 61) == (False, 0)
-    assert quiet.allow(3, 61) == (True, 0)  # over max_keys: forgets, never refuses to speak
-    assert quiet.allow(1, 62) == (True, 0)
+    assert quiet.allow(1, 0)
+    assert not quiet.allow(1, 10)
+    assert not quiet.allow(1, 59)
+    assert quiet.allow(2, 59)  # another client has its own window
+    assert quiet.allow(1, 60)
+    assert not quiet.allow(1, 61)
+    assert quiet.allow(3, 61)  # over max_keys: forgets, never refuses to speak
+    assert quiet.allow(1, 62)
+
+
+def test_log_budget_caps_lines_across_clients_and_counts_what_it_held() -> None:
+    budget = LogBudget(per_second=10)
+    assert budget.take(0.0) == 0
+    assert budget.take(0.05) == -1  # a tenth of a second between lines
+    budget.hold()  # held back by a per-client throttle: counted all the same
+    assert budget.take(0.1) == 2
+    assert budget.take(0.1) == -1
+    assert budget.take(5.0) == 1
 
 
 def test_netset_counts_its_changes_so_derived_answers_can_be_dropped() -> None:

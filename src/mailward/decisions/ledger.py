@@ -13,15 +13,18 @@ from collections.abc import Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from socket import inet_ntoa
+from typing import Final
 
 from mailward.decisions.model import USER_PREFIX, Action, Decision
 
 IPAddress = IPv4Address | IPv6Address
 Network = IPv4Network | IPv6Network
 
-_BUCKET = 60.0  # expiry is swept per minute bucket: no heap entry per ban
-_ADDED_LOG = 256  # address and prefix bans remembered for ``added_since``
-_VIEWS = 16384  # Decisions kept built for the bans read most (see Ledger.view; ~5 MB at most)
+_BUCKET: Final = 60.0  # expiry is swept per minute bucket: no heap entry per ban
+_ADDED_LOG: Final = 256  # address and prefix bans remembered for ``added_since``
+_VIEWS: Final = (
+    16384  # Decisions kept built for the bans read most (see Ledger.view; ~5 MB at most)
+)
 
 
 def network_of(ip: IPAddress, prefixlen: int) -> Network:
@@ -321,7 +324,7 @@ class Ledger:
         return out
 
 
-_USERS = (0, 0)  # the bucket index of protections
+_USERS: Final = (0, 0)  # the bucket index of protections
 _Template = tuple[str, str, Mapping[str, int | float | str], int]  # rule, reason, evidence, offence
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from typing import Any
+from typing import Any, Final
 
-USER_PREFIX = "user:"
+USER_PREFIX: Final = "user:"
 
 
 class Action(StrEnum):

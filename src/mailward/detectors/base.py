@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from socket import inet_ntoa
+from typing import Final
 
 from mailward.decisions.ledger import Slot, network_of
 from mailward.decisions.model import Action, Decision
@@ -19,13 +20,13 @@ from mailward.decisions.model import Action, Decision
 IPAddress = IPv4Address | IPv6Address
 Evidence = dict[str, int | float | str]
 
-_V4_END = 1 << 32  # address keys below it are IPv4 (detectors.keys)
-MAX_USERNAME = 256  # attacker-chosen text: bound what a key may cost
+_V4_END: Final = 1 << 32  # address keys below it are IPv4 (detectors.keys)
+MAX_USERNAME: Final = 256  # attacker-chosen text: bound what a key may cost
 
 
-_CANONICAL: dict[str, str] = {}  # name as sent -> its canonical form ("" for none)
-_CANONICAL_MAX = 32768  # names of up to _CANONICAL_LEN characters: at most a few MB
-_CANONICAL_LEN = 128
+_CANONICAL: Final[dict[str, str]] = {}  # name as sent -> its canonical form ("" for none)
+_CANONICAL_MAX: Final = 32768  # names of up to _CANONICAL_LEN characters: at most a few MB
+_CANONICAL_LEN: Final = 128
 
 
 def canonical_user(name: str | None) -> str | None:

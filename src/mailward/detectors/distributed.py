@@ -9,22 +9,24 @@ distinct failing addresses is banned whole; a hostile ASN gets its addresses ban
 
 from __future__ import annotations
 
+from typing import Final
+
 from mailward.config.model import DetectorSettings
 from mailward.decisions.model import USER_PREFIX, Action
 from mailward.detectors.base import Evidence, Finding, Source, fmt_duration, need
 from mailward.detectors.state import StateStore
 
-GOOD = "good"  # username -> known-good addresses and prefixes (last success)
-GOOD_IP = "goodip"  # address -> mark: a recent successful login from it, any username
-GOOD_NET = "goodnet"  # prefix -> mark: a recent successful login from inside it
-ATTACK = "attack"  # username -> mark: under attack until
-USER_SOURCES = "usrc"  # username -> distinct failing sources
-NET_SOURCES = "nsrc"  # prefix -> distinct failing addresses
-ASN_SOURCES = "asrc"  # ASN -> distinct failing addresses
-HOSTILE_ASN = "hasn"  # ASN -> mark: hostile until
+GOOD: Final = "good"  # username -> known-good addresses and prefixes (last success)
+GOOD_IP: Final = "goodip"  # address -> mark: a recent successful login from it, any username
+GOOD_NET: Final = "goodnet"  # prefix -> mark: a recent successful login from inside it
+ATTACK: Final = "attack"  # username -> mark: under attack until
+USER_SOURCES: Final = "usrc"  # username -> distinct failing sources
+NET_SOURCES: Final = "nsrc"  # prefix -> distinct failing addresses
+ASN_SOURCES: Final = "asrc"  # ASN -> distinct failing addresses
+HOSTILE_ASN: Final = "hasn"  # ASN -> mark: hostile until
 
-_GOOD_CAP = 64  # known-good sources remembered per username
-_CACHE = 4096  # shared findings/evidence kept for usernames under attack
+_GOOD_CAP: Final = 64  # known-good sources remembered per username
+_CACHE: Final = 4096  # shared findings/evidence kept for usernames under attack
 
 
 class Distributed:

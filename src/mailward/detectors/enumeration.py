@@ -6,13 +6,15 @@ A harvester probing which mailboxes exist, or which logins do, gets the address 
 
 from __future__ import annotations
 
+from typing import Final
+
 from mailward.config.model import DetectorSettings
 from mailward.decisions.model import Action
 from mailward.detectors.base import Finding, Source, fmt_duration, need
 from mailward.detectors.state import StateStore
 
-ENUM_IP = "enum"
-ENUM_NET = "enumnet"
+ENUM_IP: Final = "enum"
+ENUM_NET: Final = "enumnet"
 
 
 class Enumeration:

@@ -10,15 +10,16 @@ password) counts toward the short rules only, never toward the long window.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from mailward.config.model import DetectorSettings
 from mailward.decisions.model import Action
 from mailward.detectors.base import Finding, Source, fmt_duration, need
 from mailward.detectors.state import StateStore
 
-FAIL = "fail"  # failure times per address
-OWNER_FAIL = "ofail"  # failures on a username from one of its own known-good sources
-ATTEMPT = "att"  # attempt times per address, when successes count toward the rate limit
+FAIL: Final = "fail"  # failure times per address
+OWNER_FAIL: Final = "ofail"  # failures on a username from one of its own known-good sources
+ATTEMPT: Final = "att"  # attempt times per address, when successes count toward the rate limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,13 +12,14 @@ import struct
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from itertools import chain
+from typing import Final, cast
 
 Key = int | str
 """Addresses and prefixes are ints (see ``detectors.keys``), usernames and ASNs strings/ints."""
 
-_BUCKET = 60.0
-_SMALL = 8  # distinct sets up to this size live in a flat tuple, not a dict
-_STRUCTS: dict[int, struct.Struct] = {}
+_BUCKET: Final = 60.0
+_SMALL: Final = 8  # distinct sets up to this size live in a flat tuple, not a dict
+_STRUCTS: Final[dict[int, struct.Struct]] = {}
 
 
 def _codec(n: int) -> struct.Struct:
@@ -187,7 +188,8 @@ class MemoryState(StateStore):
             live = True
             pos = -1
             for i in range(0, n, 2):
-                if float(old[i + 1]) <= horizon:
+                # cast, not float(): compiled, float() of a union is a generic call per item
+                if cast(float, old[i + 1]) <= horizon:
                     live = False
                 if pos < 0 and old[i] == member:
                     pos = i
@@ -206,9 +208,9 @@ class MemoryState(StateStore):
                 table[key] = old[:pos] + old[pos + 2 :] + (member, now)
             else:
                 kept: list[tuple[Key, float]] = [
-                    (old[i], float(old[i + 1]))  # type: ignore[misc]
+                    (old[i], cast(float, old[i + 1]))  # type: ignore[misc]
                     for i in range(0, n, 2)
-                    if old[i] != member and float(old[i + 1]) > horizon
+                    if old[i] != member and cast(float, old[i + 1]) > horizon
                 ]
                 kept.append((member, now))
                 if len(kept) > cap:
@@ -250,7 +252,7 @@ class MemoryState(StateStore):
         if isinstance(old, tuple):
             for i in range(0, len(old), 2):
                 if old[i] == member:
-                    return float(old[i + 1]) > now - window
+                    return cast(float, old[i + 1]) > now - window
             return False
         seen = old.get(member)
         return seen is not None and seen > now - window
@@ -263,7 +265,7 @@ class MemoryState(StateStore):
             return 0
         horizon = now - window
         if isinstance(old, tuple):
-            return sum(1 for i in range(1, len(old), 2) if float(old[i]) > horizon)
+            return sum(1 for i in range(1, len(old), 2) if cast(float, old[i]) > horizon)
         return sum(1 for t in old.values() if t > horizon)
 
     # -- marks ------------------------------------------------------------------------------
@@ -339,7 +341,7 @@ class MemoryState(StateStore):
         if members is None:
             return None
         if isinstance(members, tuple):
-            last = float(members[-1])
+            last = cast(float, members[-1])
         else:
             last = next(reversed(members.values()))
         return last + self._windows["s", space]

@@ -15,7 +15,7 @@ import json
 import logging
 from collections import deque
 from hmac import compare_digest
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from mailward.clock import Clock, SystemClock
 from mailward.config.model import DovecotPolicySettings
@@ -37,15 +37,17 @@ log = logging.getLogger(__name__)
 
 _STATUS_BODIES = {n: json.dumps({"status": n, "msg": ""}).encode() for n in range(0, 61)}
 _REFUSE_BODY = json.dumps({"status": -1, "msg": "Authentication failed"}).encode()
-_STATUS_REPLIES = {n: Reply(200, body) for n, body in _STATUS_BODIES.items()}
-_REFUSE_REPLY = Reply(200, _REFUSE_BODY)
-_OK = _STATUS_REPLIES[0]
-_UNAUTHORIZED = text_reply(401, "unauthorized")
-_NOT_POST = text_reply(405, "only POST is served", b"Allow: POST\r\n")
-_DRAIN_BATCH = 256
+_STATUS_REPLIES: Final = {n: Reply(200, body) for n, body in _STATUS_BODIES.items()}
+_REFUSE_REPLY: Final = Reply(200, _REFUSE_BODY)
+_OK: Final = _STATUS_REPLIES[0]
+_UNAUTHORIZED: Final = text_reply(401, "unauthorized")
+_NOT_POST: Final = text_reply(405, "only POST is served", b"Allow: POST\r\n")
+_DRAIN_BATCH: Final = 256
 # What Dovecot sends with auth_policy_server_url = http://host:port/ : no query to split.
-_ALLOW_TARGET = b"/?command=allow"
-_REPORT_TARGET = b"/?command=report"
+_ALLOW_TARGET: Final = b"/?command=allow"
+_REPORT_TARGET: Final = b"/?command=report"
+# compiled, Final names are C statics: no module-dict lookup per request
+_compare_digest: Final = compare_digest
 
 
 def status_body(status: int) -> bytes:
@@ -109,6 +111,7 @@ class DovecotPolicyServer:
         self._link: HostLink | None = None
         self._http: HttpServer | None = None
         self._pending: deque[tuple[AuthRequest, float]] = deque()
+        self._report_queue = settings.report_queue  # read per report: a native attribute
         self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.addresses: list[Any] = []
@@ -166,7 +169,15 @@ class DovecotPolicyServer:
         )
         link.start()
         self._loop = asyncio.get_running_loop()
-        http = HttpServer("dovecot policy", self, self.limits(), observe=self._observe)
+        # reports are processed right after each batch of replies is written (their
+        # acknowledgements go out first), with no callback scheduled per pass for them
+        http = HttpServer(
+            "dovecot policy",
+            self,
+            self.limits(),
+            observe=self._observe,
+            after_replies=self._drain,
+        )
         try:
             await http.start(self.settings.host, self.settings.port)
         except OSError:
@@ -233,25 +244,25 @@ class DovecotPolicyServer:
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         if self._api_key is not None:
             got = headers.get(self._api_header, b"")
-            if not compare_digest(got, self._api_key):
+            if not _compare_digest(got, self._api_key):
                 return False
         if self._basic is not None:
             value = headers.get(b"authorization", b"")
-            if compare_digest(value, self._basic_header):
+            if _compare_digest(value, self._basic_header):
                 return True  # the canonical form, as Dovecot sends it: no decoding
             scheme, _, encoded = value.partition(b" ")
             try:
                 given = base64.b64decode(encoded.strip(), validate=True)
             except (binascii.Error, ValueError):
                 return False
-            if scheme.lower() != b"basic" or not compare_digest(given, self._basic):
+            if scheme.lower() != b"basic" or not _compare_digest(given, self._basic):
                 return False
         return True
 
     # -- reports: acknowledged first, processed right after ---------------------------------
 
     def _enqueue(self, req: AuthRequest, now: float) -> None:
-        if len(self._pending) >= self.settings.report_queue:
+        if len(self._pending) >= self._report_queue:
             self.core.stats.dropped += 1
             if self.core.stats.dropped % 1000 == 1:
                 log.warning(
@@ -259,6 +270,8 @@ class DovecotPolicyServer:
                 )
             return
         self._pending.append((req, now))
+        if self._http is not None:
+            return  # its reply batch drains the queue once this pass's answers are written
         if not self._drain_scheduled and self._loop is not None:
             self._drain_scheduled = True
             # A callback, not a task: reports are processed in order on the loop, after the
@@ -268,12 +281,13 @@ class DovecotPolicyServer:
     def _drain(self) -> None:
         self._drain_scheduled = False
         pending = self._pending
+        core = self.core
         for _ in range(min(_DRAIN_BATCH, len(pending))):
             req, now = pending.popleft()
             try:
-                self.core.report(req, now)
+                core.report(req, now)
             except Exception:
-                self.core.stats.errors += 1
+                core.stats.errors += 1
                 log.exception("dovecot policy: processing a report failed")
         if pending and self._loop is not None and not self._loop.is_closed():
             self._drain_scheduled = True

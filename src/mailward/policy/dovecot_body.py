@@ -7,7 +7,7 @@ a ``msgspec.Struct`` has its own metaclass, and the decoding is msgspec's C eith
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -30,7 +30,7 @@ class AuthBody(msgspec.Struct, frozen=True, gc=False):
 
 #: Called by the compiled request builder directly (one C call per body); its errors go
 #: through ``body_error``.
-DECODER = msgspec.json.Decoder(AuthBody)
+DECODER: Final = msgspec.json.Decoder(AuthBody)
 
 
 def decode_body(raw: bytes) -> AuthBody:

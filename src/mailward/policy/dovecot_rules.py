@@ -12,7 +12,7 @@ import logging
 import math
 from dataclasses import dataclass
 from ipaddress import ip_network
-from typing import Any
+from typing import Any, Final
 
 from msgspec.structs import astuple
 
@@ -31,19 +31,31 @@ from mailward.events import (
 from mailward.factories import new_auth_failure, new_auth_success
 from mailward.policy.backend import DecisionSink, EventSink, PolicyBackend
 from mailward.policy.dovecot_body import DECODER, AuthBody, body_error, body_from
-from mailward.policy.signals import DistinctWindow, LogThrottle, NetSet, held_back, parse_key
+from mailward.policy.signals import (
+    DistinctWindow,
+    LogBudget,
+    LogThrottle,
+    NetSet,
+    held_back,
+    parse_key,
+)
 
 log = logging.getLogger(__name__)
 
-_KNOWN_MAX = 65536
-_FORGET_ONE_BY_ONE = 64  # more bans than this at once: forget every client
-_FORGET_RANGE = 4096  # a ban this large or less: its addresses are looked up one by one
-_FOREVER = float("inf")
+_KNOWN_MAX: Final = 65536
+_FORGET_ONE_BY_ONE: Final = 64  # more bans than this at once: forget every client
+_FORGET_RANGE: Final = 4096  # a ban this large or less: its addresses are looked up one by one
+_FOREVER: Final = float("inf")
+_QUIET: Final = 60.0  # seconds between two log lines about one refused client
 
-ORIGIN = Origin("dovecot-policy")
+ORIGIN: Final = Origin("dovecot-policy")
+# compiled, Final names are C statics: the decoder's bound method and msgspec's astuple are
+# called per request without a module-dict lookup or a method lookup
+_decode: Final = DECODER.decode
+_astuple: Final = astuple
 REFUSE_MSG = "Authentication failed"  # reaches the client: says nothing about why
 
-_SERVICES = {
+_SERVICES: Final = {
     "imap": Service.IMAP,
     "pop3": Service.POP3,
     "sieve": Service.MANAGESIEVE,
@@ -52,7 +64,7 @@ _SERVICES = {
     # Postfix with smtpd_sasl_type=dovecot: SMTP AUTH, which mailward files under submission.
     "smtp": Service.SUBMISSION,
 }
-_FAIL_TYPES = {
+_FAIL_TYPES: Final = {
     "credentials": FailReason.BAD_PASSWORD,
     "account": FailReason.UNKNOWN_USER,
     "policy": FailReason.POLICY_REJECT,
@@ -115,7 +127,7 @@ class AuthRequest:
     def from_raw(raw: bytes) -> AuthRequest:
         """Decode and check a request body; ``ProtocolError`` names what is wrong."""
         try:
-            body = DECODER.decode(raw)
+            body: AuthBody = _decode(raw)
         except (ValueError, RecursionError) as exc:
             raise body_error(exc) from None
         return AuthRequest.from_body(body)
@@ -129,7 +141,7 @@ class AuthRequest:
     def from_body(body: AuthBody) -> AuthRequest:
         # one C call for all eight fields: compiled, each attribute read of a struct msgspec
         # defines is a generic lookup
-        fields: tuple[Any, ...] = astuple(body)
+        fields: tuple[Any, ...] = _astuple(body)
         remote: str | None = fields[0]
         login: str | None = fields[1]
         protocol: str | None = fields[2]
@@ -148,13 +160,27 @@ class AuthRequest:
         return AuthRequest(  # compiled, a direct call to the native constructor
             key=key,
             login=login or None,
-            protocol=(protocol or "").lower(),
+            protocol=_protocol_name(protocol or ""),
             pwhash=pwhash or "",
             session=session_id or None,
             success=success,
             policy_reject=policy_reject or fail == "policy",
             fail_type=fail,
         )
+
+
+_PROTOCOL_NAMES: Final[dict[str, str]] = {}  # protocol as sent -> lower case
+
+
+def _protocol_name(sent: str) -> str:
+    """``sent.lower()``, remembered: Dovecot sends a handful of names, and a lookup costs less
+    than a new string per request."""
+    name = _PROTOCOL_NAMES.get(sent)
+    if name is None:
+        name = sent.lower()
+        if len(sent) <= 32 and len(_PROTOCOL_NAMES) < 64:  # attacker-chosen in a bad body
+            _PROTOCOL_NAMES[sent] = name
+    return name
 
 
 @dataclass
@@ -193,19 +219,22 @@ class DovecotPolicy:
         self.pwhash_by_login = DistinctWindow(settings.pwhash_window)
         self.blocked = NetSet()  # IPs banned for too many distinct wrong passwords
         self._protected: dict[str, float] = {}
-        self._quiet = LogThrottle()  # one line per refused client per minute
+        self._quiet = LogThrottle()  # one line per refused client per minute (``pressure``)
+        self._log = LogBudget()  # and ten lines a second across all clients
         # read per request: native attributes rather than pydantic fields
         self._max_tarpit = settings.max_tarpit
         self._max_tarpit_smtp = settings.max_tarpit_smtp
         self._skip_repeated = settings.skip_repeated_pwhash
         self._pwhash_per_ip = settings.pwhash_per_ip
         self._pwhash_per_login = settings.pwhash_per_login
-        # client ip_key -> (why refused or None, valid until, final) as ``_standing`` found it
-        # while the backend's ban state stood at ``_known_at`` and our own at ``_blocked_at``;
-        # ``_forget`` drops what a change may have touched. Dovecot asks about a client before
-        # and after each login, and a refused client comes back again and again. Plain values,
-        # as in the Postfix core.
-        self._known: dict[int, tuple[str | None, float, bool]] = {}
+        # client ip_key -> (why refused or None, valid until, final, not logged again before)
+        # as ``_standing`` found it while the backend's ban state stood at ``_known_at`` and our
+        # own at ``_blocked_at``; ``_forget`` drops what a change may have touched. Dovecot asks
+        # about a client before and after each login, and a refused client comes back again and
+        # again. When a banned client was last logged lives in its entry: one table looked up
+        # per request, not two (lookups in large tables are what a request costs most). Plain
+        # values, as in the Postfix core, which the collector stops tracking.
+        self._known: dict[int, tuple[str | None, float, bool, float]] = {}
         self._known_at = -1
         self._blocked_at = 0
 
@@ -226,7 +255,15 @@ class DovecotPolicy:
             self._known[key] = known
         refusal = known[0]
         if refusal is not None:
-            return self._refuse(req, refusal, now)
+            self.stats.refused += 1
+            if now < known[3]:
+                self._log.hold()
+            else:
+                held = self._log.take(now)
+                if held >= 0:
+                    self._known[key] = (refusal, known[1], True, now + _QUIET)
+                    self._log_refusal(req, refusal, held)
+            return -1
         if known[2]:
             return 0
         verdict = self.backend.pressure(key, req.login, now)
@@ -268,34 +305,43 @@ class DovecotPolicy:
         self._known_at = generation
         self._blocked_at = self.blocked.changes
 
-    def _standing(self, key: int, now: float) -> tuple[str | None, float, bool]:
+    def _standing(self, key: int, now: float) -> tuple[str | None, float, bool, float]:
         """(why the address is refused or None, until when that holds unless the ban state
-        moves, whether the answer is final) for a client seen anew."""
+        moves, whether the answer is final, and a log throttle not yet started) for a client
+        seen anew."""
         entry = self.blocked.entry_of(key, now)
         if entry is not None:
-            return "too many distinct wrong passwords", entry[1], True
+            return "too many distinct wrong passwords", entry[1], True, 0.0
         verdict = self.backend.standing(key, now)
         if verdict is None:
-            return None, _FOREVER, False
+            return None, _FOREVER, False, 0.0
         if verdict.allow:
-            return None, _FOREVER, True  # exempt: nothing else applies
+            return None, _FOREVER, True, 0.0  # exempt: nothing else applies
         ban = verdict.decision
         until = ban.until if ban is not None and ban.until is not None else _FOREVER
-        return verdict.reason or "banned", until, True
+        return verdict.reason or "banned", until, True, 0.0
 
     def _refuse(self, req: AuthRequest, reason: str, now: float) -> int:
+        """A refusal ``pressure`` asked for: throttled in a table of its own (rare: the
+        refusals of a ban go through the client's remembered entry)."""
         self.stats.refused += 1
-        speak, held = self._quiet.allow(req.key, now)
-        if speak:
-            log.info(
-                "dovecot policy: refused %s login=%s protocol=%s: %s%s",
-                req.ip,
-                req.login,
-                req.protocol,
-                reason,
-                held_back(held),
-            )
+        if not self._quiet.allow(req.key, now):
+            self._log.hold()
+        else:
+            held = self._log.take(now)
+            if held >= 0:
+                self._log_refusal(req, reason, held)
         return -1
+
+    def _log_refusal(self, req: AuthRequest, reason: str, held: int) -> None:
+        log.info(
+            "dovecot policy: refused %s login=%s protocol=%s: %s%s",
+            req.ip,
+            req.login,
+            req.protocol,
+            reason,
+            held_back(held),
+        )
 
     def report(self, req: AuthRequest, now: float) -> None:
         """Turn an outcome into an event; a policy-refused attempt is not counted again."""

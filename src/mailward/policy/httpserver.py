@@ -344,8 +344,10 @@ class HttpServer:
         limits: Limits,
         *,
         observe: Callable[[float], Any] | None = None,
+        after_replies: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        self.after_replies = after_replies  # run after each batch of replies (ReplyBatch.after)
         self.handler = handler
         self.limits = limits
         # content-length is read here for an early 413; the handler's own names come along
@@ -380,7 +382,7 @@ class HttpServer:
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
-        self.replies = ReplyBatch(loop)
+        self.replies = ReplyBatch(loop, self.after_replies)
         self._server = await loop.create_server(
             lambda: _Connection(self), host, port, reuse_address=True
         )

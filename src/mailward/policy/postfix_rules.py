@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Final
 
 from mailward.config.model import PostfixPolicySettings
 from mailward.decisions.model import USER_PREFIX, Action, Decision
@@ -20,6 +21,7 @@ from mailward.policy.backend import DecisionSink, PolicyBackend
 from mailward.policy.signals import (
     ConnectionCounter,
     DistinctWindow,
+    LogBudget,
     LogThrottle,
     NetSet,
     held_back,
@@ -30,7 +32,7 @@ from mailward.policy.signals import (
 
 log = logging.getLogger(__name__)
 
-DUNNO = "DUNNO"
+DUNNO: Final = "DUNNO"
 #: every attribute ``PostfixPolicy.decide`` reads (the server extracts just these, see
 #: ``policy.postfix.read_request``); ``request`` is the one the protocol check needs. Typed as
 #: variable-length so mypyc keeps one tuple (a fixed-length one is a C struct boxed per use).
@@ -42,9 +44,10 @@ READS: tuple[str, ...] = (
     "instance",
     "recipient",
 )
-TOO_MANY_CONNECTIONS = "421 4.7.0 Error: too many connections"
-_KNOWN_MAX = 65536
-_FOREVER = float("inf")
+TOO_MANY_CONNECTIONS: Final = "421 4.7.0 Error: too many connections"
+_KNOWN_MAX: Final = 65536
+_FOREVER: Final = float("inf")
+_QUIET: Final = 60.0  # seconds between two log lines about one refused client
 
 _COMPROMISED_ACTIONS = {
     "defer": "DEFER 4.7.1 Sending from this account is paused, try later",
@@ -120,15 +123,17 @@ class PostfixPolicy:
             settings.account_flag_seconds,
         )
         self._compromised = _COMPROMISED_ACTIONS[settings.compromised_action]
-        self._quiet = LogThrottle()  # one line per refused client per minute
-        # client_address -> (ip_key, refusal or None, valid until) as found while the
-        # ban state stood at ``_known_at`` (the backend's generation plus our own): any change
-        # empties it, a refusal is kept only until its ban runs out. Every request of an SMTP
-        # session names the same client, and a refused client comes back again and again.
-        # Plain values only: the collector stops tracking such tuples after its first pass, where
-        # an address object per client would be scanned by every full collection (26 ms pauses
-        # at ~45,000 clients, docs/benchmarks.md).
-        self._known: dict[str, tuple[int, str | None, float]] = {}
+        self._quiet = LogThrottle()  # one line per client over the session limit per minute
+        self._log = LogBudget()  # and ten refusal lines a second across all clients
+        # client_address -> (ip_key, refusal or None, valid until, not logged again before) as
+        # found while the ban state stood at ``_known_at`` (the backend's generation plus our
+        # own): any change empties it, a refusal is kept only until its ban runs out. Every
+        # request of an SMTP session names the same client, and a refused client comes back
+        # again and again. When a banned client may next be logged lives here too, not in a
+        # table of its own. Plain values only: the collector stops tracking such tuples after
+        # its first pass, where an address object per client would be scanned by every full
+        # collection (26 ms pauses at ~45,000 clients, docs/benchmarks.md).
+        self._known: dict[str, tuple[int, str | None, float, float]] = {}
         self._known_at = -1
 
     # -- in-line -----------------------------------------------------------------------------
@@ -175,14 +180,14 @@ class PostfixPolicy:
             refusal, until = self._refusal(key, now)
             if len(self._known) >= _KNOWN_MAX:
                 self._known.clear()  # cheaper than LRU bookkeeping on every hit
-            self._known[address] = (key, refusal, until)
+            known = self._known[address] = (key, refusal, until, 0.0)
         state = attrs.get("protocol_state", "").upper()
         if state == "CONNECT":
             # Count refused connections too: each one still produces a disconnect line.
             open_now = self.sessions.connect_key(key, now)
             if refusal is None and 0 < self._max_connections < open_now:
-                speak, held = self._quiet.allow(key, now)
-                if speak:
+                held = self._log.take(now) if self._quiet.allow(key, now) else -1
+                if held >= 0:
                     log.info(
                         "postfix policy: %s has %d open sessions: refused%s",
                         address,
@@ -192,8 +197,13 @@ class PostfixPolicy:
                 self.stats.refused += 1
                 return TOO_MANY_CONNECTIONS
         if refusal is not None:
-            speak, held = self._quiet.allow(key, now)
-            if speak:
+            held = -1
+            if now < known[3]:
+                self._log.hold()
+            else:
+                held = self._log.take(now)
+            if held >= 0:
+                self._known[address] = (key, refusal, known[2], now + _QUIET)
                 log.info(
                     "postfix policy: %s refused at %s: %s%s",
                     address,

@@ -9,17 +9,24 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from socket import AF_INET, inet_pton
+from typing import Final, cast
 
 from mailward.events import IPV6_KEY_FLAG, IPAddress, ip_key, normalise_ip
 
-_KEY_CACHE_MAX = 65536
-_KEY_CACHE: dict[str, int] = {}
+_KEY_CACHE_MAX: Final = 65536
+_KEY_CACHE: Final[dict[str, int]] = {}
 
-_ipv4: Callable[[str], int] | None
-try:
-    from mailward.policy._scan import ipv4 as _ipv4
-except ImportError:  # a build without the C scanner: every address goes through the cache
-    _ipv4 = None
+
+def _c_ipv4() -> Callable[[str], int] | None:
+    try:
+        from mailward.policy._scan import ipv4
+    except ImportError:  # a build without the C scanner: every address goes through the cache
+        return None
+    return ipv4
+
+
+# Final: compiled, the names read per request are C statics, not module-dict lookups
+_ipv4: Final = _c_ipv4()
 
 
 def parse_key(text: str) -> int:
@@ -55,11 +62,20 @@ def prefix_of(ip: IPAddress, v4: int, v6: int) -> IPv4Network | IPv6Network:
     return ip_network(f"{ip}/{v4 if ip.version == 4 else v6}", strict=False)
 
 
+_SMALL: Final = 8  # distinct values kept in a flat tuple up to this many, in a dict beyond
+
+
 class DistinctWindow:
     """How many distinct values each key saw within the last ``window`` seconds.
 
     ``add`` returns (count, new) so callers can both threshold and tell a repeat (a stale client
-    retrying one old password) from a fresh value. At most ``max_keys`` keys are kept.
+    retrying one old password) from a fresh value. At most ``max_keys`` keys are kept, the least
+    recently used evicted first.
+
+    Compact on purpose, like the detectors' state: up to ``_SMALL`` values per key live in one
+    flat tuple ``(v1, t1, v2, t2, ...)`` in last-seen order, which the cyclic collector stops
+    tracking after a pass or two; a dict per key (last-seen order too) only beyond. A dict per
+    key stays tracked for good, and a botnet means one key per address.
     """
 
     __slots__ = ("window", "max_keys", "_data")
@@ -67,36 +83,74 @@ class DistinctWindow:
     def __init__(self, window: float, max_keys: int = 100_000) -> None:
         self.window = window
         self.max_keys = max_keys
-        # Plain dicts, kept in last-seen order by re-inserting: compiled, their loops and
+        # Plain dicts, kept in last-used order by re-inserting: compiled, their loops and
         # lookups are C calls, where an OrderedDict's are generic method calls.
-        self._data: dict[Hashable, dict[Hashable, float]] = {}
+        self._data: dict[Hashable, tuple[Hashable | float, ...] | dict[Hashable, float]] = {}
 
     def add(self, key: Hashable, value: Hashable, now: float) -> tuple[int, bool]:
+        now = float(now)
         data = self._data
-        values = data.pop(key, None)  # re-inserted: dict order is our LRU order
-        if values is None:
-            values = {}
+        old = data.get(key)
+        if old is None:
             if len(data) >= self.max_keys:
                 del data[next(iter(data))]
-        data[key] = values
-        _prune(values, now - self.window)
-        new = values.pop(value, None) is None
-        values[value] = now  # re-inserted last: the dict stays in last-seen order
-        return len(values), new
+            data[key] = (value, now)
+            return 1, True
+        # Re-inserted below: dict order is our LRU order. (``get`` and ``del``, not ``pop``:
+        # compiled, those two are C calls, ``pop`` with a default a generic method call.)
+        del data[key]
+        horizon = now - self.window
+        if isinstance(old, tuple):
+            # One pass: where ``value`` is, and whether anything ran out of the window.
+            n = len(old)
+            stale = 0
+            pos = -1
+            for i in range(0, n, 2):
+                # cast, not float(): compiled, float() of a union is a generic call per item
+                if cast(float, old[i + 1]) < horizon:
+                    stale += 1
+                elif pos < 0 and old[i] == value:
+                    pos = i
+            if stale:
+                kept = tuple(
+                    item
+                    for i in range(0, n, 2)
+                    if i != pos and cast(float, old[i + 1]) >= horizon
+                    for item in (old[i], old[i + 1])
+                )
+            elif pos >= 0:
+                kept = old[:pos] + old[pos + 2 :]
+            else:
+                kept = old
+            size = (len(kept) >> 1) + 1
+            if size <= _SMALL:
+                data[key] = kept + (value, now)
+            else:
+                values: dict[Hashable, float] = {
+                    kept[i]: cast(float, kept[i + 1]) for i in range(0, len(kept), 2)
+                }
+                values[value] = now
+                data[key] = values
+            return size, pos < 0
+        data[key] = old
+        _prune(old, horizon)
+        new = old.pop(value, None) is None
+        old[value] = now  # re-inserted last: the dict stays in last-seen order
+        return len(old), new
 
     def count(self, key: Hashable, now: float) -> int:
-        values = self._data.get(key)
-        if not values:
-            return 0
-        _prune(values, now - self.window)
-        return len(values)
+        return len(self.values(key, now))
 
     def values(self, key: Hashable, now: float) -> list[Hashable]:
-        values = self._data.get(key)
-        if not values:
+        """The values seen within the window, the one seen longest ago first."""
+        old = self._data.get(key)
+        if not old:
             return []
-        _prune(values, now - self.window)
-        return list(values)
+        horizon = now - self.window
+        if isinstance(old, tuple):
+            return [old[i] for i in range(0, len(old), 2) if cast(float, old[i + 1]) >= horizon]
+        _prune(old, horizon)
+        return list(old)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -209,30 +263,55 @@ class ConnectionCounter:
 
 class LogThrottle:
     """At most one log line per key per ``window`` seconds: a botnet retrying from one address
-    must not write one line per attempt. ``allow`` says whether to log now and how many lines
-    were held back for the key since its last one (to be said in that line)."""
+    must not write one line per attempt. For the rarer refusals; a server that remembers its
+    clients keeps when each was last logged in that memory instead (one table per request)."""
 
     __slots__ = ("window", "max_keys", "_seen")
 
     def __init__(self, window: float = 60.0, max_keys: int = 100_000) -> None:
         self.window = window
         self.max_keys = max_keys
-        self._seen: dict[int, tuple[float, int]] = {}  # key -> (last logged, held back since)
+        self._seen: dict[int, float] = {}  # key -> when it was last logged
 
-    def allow(self, key: int, now: float) -> tuple[bool, int]:
+    def allow(self, key: int, now: float) -> bool:
         seen = self._seen.get(key)
-        if seen is not None and now - seen[0] < self.window:
-            self._seen[key] = (seen[0], seen[1] + 1)
-            return False, 0
+        if seen is not None and now - seen < self.window:
+            return False
         if seen is None and len(self._seen) >= self.max_keys:
             self._seen.clear()  # only the rate of lines is lost, never a decision
-        self._seen[key] = (now, 0)
-        return True, 0 if seen is None else seen[1]
+        self._seen[key] = now
+        return True
+
+
+class LogBudget:
+    """At most ``per_second`` refusal lines across all clients: once a minute per client is
+    still 50,000 lines a minute from a botnet of 50,000 addresses. What is held back, here or
+    by a per-client throttle (``hold``), is counted and said in the next line written."""
+
+    __slots__ = ("gap", "next_at", "held")
+
+    def __init__(self, per_second: float = 10.0) -> None:
+        self.gap = 1.0 / per_second
+        self.next_at = 0.0
+        self.held = 0
+
+    def hold(self) -> None:
+        self.held += 1
+
+    def take(self, now: float) -> int:
+        """-1: not now (counted as held back); else the lines held back since the last one."""
+        if now < self.next_at:
+            self.held += 1
+            return -1
+        held = self.held
+        self.held = 0
+        self.next_at = now + self.gap
+        return held
 
 
 def held_back(count: int) -> str:
     """The tail of a throttled log line: how many like it were not written."""
-    return f" ({count} more refusals of this client not logged)" if count else ""
+    return f" ({count} more refusals not logged since the last line)" if count else ""
 
 
 class NetSet:
