@@ -6,7 +6,9 @@ Replay passes the logs' own timestamps instead, so a month of history is a loop,
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Final, Protocol
+
+_time: Final = time.time  # compiled: a static, not a module attribute lookup per call
 
 
 class Clock(Protocol):
@@ -17,7 +19,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> float:
-        return time.time()
+        return _time()
 
 
 class ManualClock:

@@ -15,6 +15,7 @@ from mailward.decisions.model import Action, Decision
 from mailward.events import AuthFailure, AuthSuccess, Event
 from mailward.policy.backend import MemoryBackend
 from mailward.policy.dovecot import DovecotPolicyServer, status_body
+from mailward.policy.dovecot_rules import AuthRequest
 
 ALLOW = "/?command=allow"
 REPORT = "/?command=report"
@@ -316,6 +317,22 @@ async def test_report_queue_is_bounded_and_drained_on_stop(session: aiohttp.Clie
     assert srv.pending() == 2 and srv.core.stats.dropped == 2
     await srv.stop()
     assert len(events) == 2 and srv.pending() == 0
+
+
+async def test_a_burst_of_reports_is_processed_in_order_over_several_passes() -> None:
+    srv, _, events = await started(report_queue=1000)
+    try:
+        srv.http.replies.after = None  # hold processing back while the burst arrives
+        for i in range(600):
+            srv._enqueue(AuthRequest.from_json(body(success=True, session_id=f"s{i}")), 100 + i)
+        srv._drain()  # one pass takes a batch and leaves the rest to the next ones
+        assert 0 < srv.pending() < 600
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert srv.pending() == 0
+        assert [e.ts for e in events] == [100 + i for i in range(600)]
+    finally:
+        await srv.stop()
 
 
 async def test_a_crash_inside_allow_answers_zero(session: aiohttp.ClientSession) -> None:

@@ -1,15 +1,18 @@
+import json
 import logging
 import re
 from ipaddress import ip_address
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailward.config.model import DovecotPolicySettings
 from mailward.decisions.model import Action, Decision
 from mailward.errors import ProtocolError
 from mailward.events import AuthFailure, AuthSuccess, Event, FailReason, Service
 from mailward.policy.backend import MemoryBackend
-from mailward.policy.dovecot_rules import AuthRequest, DovecotPolicy
+from mailward.policy.dovecot_rules import AuthRequest, DovecotPolicy, client_of
 
 
 def body(remote: str = "198.51.100.7", login: str = "bob", **extra: object) -> dict[str, object]:
@@ -317,3 +320,35 @@ def test_forgetting_a_ban_takes_its_edges_and_nothing_past_them(crowd: int) -> N
     for remote in edges_in:
         assert AuthRequest.from_json(body(remote)).key not in core._known, remote
         assert core.allow(AuthRequest.from_json(body(remote)), 3) == -1
+
+
+_FIELD = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.sampled_from(["", "imap", "IMAP", "Smtp", "pop3", "sieve", "198.51.100.7", "::1", "x"]),
+    st.text(max_size=8),
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["remote", "login", "protocol", "pwhash", "success", "fail_type", "tls", "x"]
+        ),
+        _FIELD,
+        max_size=6,
+    )
+)
+def test_allow_reads_a_body_as_the_whole_request_would_be_read(fields: dict[str, object]) -> None:
+    """``client_of`` (what the allow path decodes) accepts and refuses exactly the bodies
+    ``from_raw`` does, and reads the same client, login and protocol from them."""
+    raw = json.dumps(fields).encode()
+    try:
+        req = AuthRequest.from_raw(raw)
+    except ProtocolError as exc:
+        with pytest.raises(ProtocolError) as err:
+            client_of(raw)
+        assert str(err.value) == str(exc)
+        return
+    assert client_of(raw) == (req.key, req.login, req.protocol)

@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import logging
-from collections import deque
+from collections.abc import Callable
 from hmac import compare_digest
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,7 +27,7 @@ from mailward.policy.backend import (
     PolicyBackend,
     bind_host,
 )
-from mailward.policy.dovecot_rules import AuthRequest, DovecotPolicy
+from mailward.policy.dovecot_rules import AuthRequest, DovecotPolicy, client_of
 from mailward.policy.httpserver import HttpServer, Limits, Reply, text_reply
 
 if TYPE_CHECKING:
@@ -105,12 +105,16 @@ class DovecotPolicyServer:
         self._backend = backend
         self._clock = clock
         self.clock: Clock = clock or SystemClock()
+        self._now: Callable[[], float] = self.clock.now  # bound once: read for every request
         self._on_decisions = on_decisions
         self._feed = feed
         self._core: DovecotPolicy | None = None
         self._link: HostLink | None = None
         self._http: HttpServer | None = None
-        self._pending: deque[tuple[AuthRequest, float]] = deque()
+        # acknowledged reports, each stamped with when it came (``AuthRequest.at``): a list,
+        # swapped out whole by ``_drain`` (compiled, an append is a C call; a deque's a
+        # generic method call)
+        self._pending: list[AuthRequest] = []
         self._report_queue = settings.report_queue  # read per report: a native attribute
         self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -164,6 +168,7 @@ class DovecotPolicyServer:
         )
         self._link = link
         self.clock = link.clock
+        self._now = link.clock.now
         self._core = DovecotPolicy(
             self.settings, link.backend, feed=link.events, on_decisions=link.decisions
         )
@@ -220,20 +225,24 @@ class DovecotPolicyServer:
 
     def answer(self, target: bytes, headers: dict[bytes, bytes], body: bytes, peer: str) -> Reply:
         core = self.core
-        try:
-            req = AuthRequest.from_raw(body)
-        except ProtocolError as exc:
-            return self._bad(peer, str(exc))
-        now = self.clock.now()
         if command_of(target) == b"allow":
             try:
-                status = core.allow(req, now)
+                # only what ``allow`` reads, checked as a report's whole body is
+                key, login, protocol = client_of(body)
+            except ProtocolError as exc:
+                return self._bad(peer, str(exc))
+            try:
+                status = core.allow_client(key, login, protocol, self._now())
             except Exception:
                 core.stats.errors += 1
                 log.exception("dovecot policy: allow failed; answering 0")
                 return _OK
-            return _STATUS_REPLIES[0] if status == 0 else status_reply(status)
-        self._enqueue(req, now)
+            return _OK if status == 0 else status_reply(status)
+        try:
+            req = AuthRequest.from_raw(body)
+        except ProtocolError as exc:
+            return self._bad(peer, str(exc))
+        self._enqueue(req, self._now())
         return _OK
 
     def _bad(self, peer: str, why: str) -> Reply:
@@ -269,7 +278,8 @@ class DovecotPolicyServer:
                     "dovecot policy: report queue full, %d dropped", self.core.stats.dropped
                 )
             return
-        self._pending.append((req, now))
+        req.at = now
+        self._pending.append(req)
         if self._http is not None:
             return  # its reply batch drains the queue once this pass's answers are written
         if not self._drain_scheduled and self._loop is not None:
@@ -281,15 +291,21 @@ class DovecotPolicyServer:
     def _drain(self) -> None:
         self._drain_scheduled = False
         pending = self._pending
+        if not pending:
+            return
+        if len(pending) > _DRAIN_BATCH:  # a burst: the rest in the next pass of the loop
+            self._pending = pending[_DRAIN_BATCH:]
+            pending = pending[:_DRAIN_BATCH]
+        else:
+            self._pending = []
         core = self.core
-        for _ in range(min(_DRAIN_BATCH, len(pending))):
-            req, now = pending.popleft()
+        for req in pending:
             try:
-                core.report(req, now)
+                core.report(req, req.at)
             except Exception:
                 core.stats.errors += 1
                 log.exception("dovecot policy: processing a report failed")
-        if pending and self._loop is not None and not self._loop.is_closed():
+        if self._pending and self._loop is not None and not self._loop.is_closed():
             self._drain_scheduled = True
             self._loop.call_soon(self._drain)
 

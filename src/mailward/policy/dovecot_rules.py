@@ -18,6 +18,7 @@ from msgspec.structs import astuple
 
 from mailward.config.model import DovecotPolicySettings
 from mailward.decisions.model import USER_PREFIX, Action, Decision
+from mailward.detectors.engine import Engine
 from mailward.detectors.keys import address_of_key, ip_key
 from mailward.errors import ProtocolError
 from mailward.events import (
@@ -89,6 +90,7 @@ class AuthRequest:
         "success",
         "policy_reject",
         "fail_type",
+        "at",
     )
 
     def __init__(
@@ -110,6 +112,7 @@ class AuthRequest:
         self.success = success
         self.policy_reject = policy_reject
         self.fail_type = fail_type
+        self.at = 0.0  # when it came: set by a server that queues it
 
     @property
     def ip(self) -> IPAddress | None:
@@ -126,11 +129,7 @@ class AuthRequest:
     @staticmethod
     def from_raw(raw: bytes) -> AuthRequest:
         """Decode and check a request body; ``ProtocolError`` names what is wrong."""
-        try:
-            body: AuthBody = _decode(raw)
-        except (ValueError, RecursionError) as exc:
-            raise body_error(exc) from None
-        return AuthRequest.from_body(body)
+        return AuthRequest.from_body(_decoded(raw))
 
     @staticmethod
     def from_json(body: Any) -> AuthRequest:
@@ -150,15 +149,9 @@ class AuthRequest:
         fail_type: str | None = fields[5]
         success: bool = fields[6]
         policy_reject: bool = fields[7]
-        key = -1
-        if remote:
-            try:
-                key = parse_key(remote)
-            except ValueError:
-                raise ProtocolError(f"remote {remote[:60]!r} is not an address") from None
         fail = fail_type or ""
         return AuthRequest(  # compiled, a direct call to the native constructor
-            key=key,
+            key=_key_of(remote),
             login=login or None,
             protocol=_protocol_name(protocol or ""),
             pwhash=pwhash or "",
@@ -169,18 +162,45 @@ class AuthRequest:
         )
 
 
-_PROTOCOL_NAMES: Final[dict[str, str]] = {}  # protocol as sent -> lower case
+def client_of(raw: bytes) -> tuple[int, str | None, str]:
+    """What ``allow`` reads of a body — (``ip_key`` of the client or -1, login, protocol) —
+    checked as ``from_raw`` checks all of it, without building an ``AuthRequest``."""
+    fields: tuple[Any, ...] = _astuple(_decoded(raw))
+    remote: str | None = fields[0]
+    login: str | None = fields[1]
+    protocol: str | None = fields[2]
+    return _key_of(remote), login or None, _protocol_name(protocol or "")
+
+
+def _decoded(raw: bytes) -> AuthBody:
+    try:
+        body: AuthBody = _decode(raw)
+    except (ValueError, RecursionError) as exc:
+        raise body_error(exc) from None
+    return body
+
+
+def _key_of(remote: str | None) -> int:
+    if not remote:
+        return -1
+    try:
+        return parse_key(remote)
+    except ValueError:
+        raise ProtocolError(f"remote {remote[:60]!r} is not an address") from None
 
 
 def _protocol_name(sent: str) -> str:
-    """``sent.lower()``, remembered: Dovecot sends a handful of names, and a lookup costs less
-    than a new string per request."""
-    name = _PROTOCOL_NAMES.get(sent)
-    if name is None:
-        name = sent.lower()
-        if len(sent) <= 32 and len(_PROTOCOL_NAMES) < 64:  # attacker-chosen in a bad body
-            _PROTOCOL_NAMES[sent] = name
-    return name
+    """``sent.lower()``. What Dovecot sends is compared first: a comparison with a constant
+    costs less than a new string, and a dict lookup would hash each new one."""
+    if sent == "imap":
+        return "imap"
+    if sent == "smtp":
+        return "smtp"
+    if sent == "pop3":
+        return "pop3"
+    if sent == "submission":
+        return "submission"
+    return sent.lower()
 
 
 @dataclass
@@ -212,8 +232,13 @@ class DovecotPolicy:
     ) -> None:
         self.settings = settings
         self.backend = backend
+        # Compiled, a call through ``PolicyBackend`` (a protocol, interpreted) is a generic
+        # method call: argument parsing and a method lookup per request. The detector engine,
+        # the backend in every real deployment, is called natively instead.
+        self._engine: Engine | None = backend if isinstance(backend, Engine) else None
         self.on_decisions = on_decisions
         self.feed: EventSink = feed or self._observe
+        self._own_feed = feed is None  # events go straight to the backend: a native call
         self.stats = DovecotStats()
         self.pwhash_by_ip = DistinctWindow(settings.pwhash_window)
         self.pwhash_by_login = DistinctWindow(settings.pwhash_window)
@@ -240,11 +265,16 @@ class DovecotPolicy:
 
     def allow(self, req: AuthRequest, now: float) -> int:
         """Dovecot's ``status``: < 0 refuse, 0 go on, > 0 tarpit that many seconds."""
+        return self.allow_client(req.key, req.login, req.protocol, now)
+
+    def allow_client(self, key: int, login: str | None, protocol: str, now: float) -> int:
+        """``allow`` for what it reads of a request (``client_of``): the client's ``ip_key``
+        (-1 for none), the login and the protocol."""
         self.stats.allow += 1
-        key = req.key
         if key < 0:
             return 0  # nothing to judge by; Dovecot's own checks still apply
-        generation = self.backend.generation
+        engine = self._engine
+        generation = self.backend.generation if engine is None else engine.generation
         if generation != self._known_at or self.blocked.changes != self._blocked_at:
             self._forget(generation)
         known = self._known.get(key)
@@ -262,15 +292,18 @@ class DovecotPolicy:
                 held = self._log.take(now)
                 if held >= 0:
                     self._known[key] = (refusal, known[1], True, now + _QUIET)
-                    self._log_refusal(req, refusal, held)
+                    self._log_refusal(key, login, protocol, refusal, held)
             return -1
         if known[2]:
             return 0
-        verdict = self.backend.pressure(key, req.login, now)
+        if engine is None:
+            verdict = self.backend.pressure(key, login, now)
+        else:
+            verdict = engine.pressure(key, login, now)
         if not verdict.allow:
-            return self._refuse(req, verdict.reason, now)
+            return self._refuse(key, login, protocol, verdict.reason, now)
         if verdict.tarpit > 0:
-            cap = self._max_tarpit_smtp if req.protocol == "smtp" else self._max_tarpit
+            cap = self._max_tarpit_smtp if protocol == "smtp" else self._max_tarpit
             seconds = min(cap, math.ceil(verdict.tarpit))
             if seconds > 0:
                 self.stats.tarpitted += 1
@@ -312,7 +345,8 @@ class DovecotPolicy:
         entry = self.blocked.entry_of(key, now)
         if entry is not None:
             return "too many distinct wrong passwords", entry[1], True, 0.0
-        verdict = self.backend.standing(key, now)
+        engine = self._engine
+        verdict = self.backend.standing(key, now) if engine is None else engine.standing(key, now)
         if verdict is None:
             return None, _FOREVER, False, 0.0
         if verdict.allow:
@@ -321,24 +355,26 @@ class DovecotPolicy:
         until = ban.until if ban is not None and ban.until is not None else _FOREVER
         return verdict.reason or "banned", until, True, 0.0
 
-    def _refuse(self, req: AuthRequest, reason: str, now: float) -> int:
+    def _refuse(self, key: int, login: str | None, protocol: str, reason: str, now: float) -> int:
         """A refusal ``pressure`` asked for: throttled in a table of its own (rare: the
         refusals of a ban go through the client's remembered entry)."""
         self.stats.refused += 1
-        if not self._quiet.allow(req.key, now):
+        if not self._quiet.allow(key, now):
             self._log.hold()
         else:
             held = self._log.take(now)
             if held >= 0:
-                self._log_refusal(req, reason, held)
+                self._log_refusal(key, login, protocol, reason, held)
         return -1
 
-    def _log_refusal(self, req: AuthRequest, reason: str, held: int) -> None:
+    def _log_refusal(
+        self, key: int, login: str | None, protocol: str, reason: str, held: int
+    ) -> None:
         log.info(
             "dovecot policy: refused %s login=%s protocol=%s: %s%s",
-            req.ip,
-            req.login,
-            req.protocol,
+            address_of_key(key),
+            login,
+            protocol,
             reason,
             held_back(held),
         )
@@ -355,23 +391,21 @@ class DovecotPolicy:
         service = _SERVICES.get(req.protocol, Service.UNKNOWN)
         if req.success:
             self.stats.successes += 1
-            self.feed(
-                new_auth_success(  # the builder: a compiled dataclass __init__ is interpreted
-                    ts=now,
-                    service=service,
-                    ip=ip,
-                    origin=ORIGIN,
-                    username=req.login,
-                    session=req.session,
-                )
+            # the builders: compiled, a dataclass's own __init__ would run interpreted
+            event: Event = new_auth_success(
+                ts=now,
+                service=service,
+                ip=ip,
+                origin=ORIGIN,
+                username=req.login,
+                session=req.session,
             )
-            return
-        self.stats.failures += 1
-        if req.pwhash and self._count_pwhash(req, ip, now) and self._skip_repeated:
-            self.stats.repeats += 1
-            return
-        self.feed(
-            new_auth_failure(
+        else:
+            self.stats.failures += 1
+            if req.pwhash and self._count_pwhash(req, ip, now) and self._skip_repeated:
+                self.stats.repeats += 1
+                return
+            event = new_auth_failure(
                 ts=now,
                 service=service,
                 ip=ip,
@@ -380,7 +414,10 @@ class DovecotPolicy:
                 reason=_FAIL_TYPES.get(req.fail_type, FailReason.UNSPECIFIED),
                 session=req.session,
             )
-        )
+        if self._own_feed:
+            self._observe(event)
+        else:
+            self.feed(event)
 
     def _count_pwhash(self, req: AuthRequest, ip: IPAddress, now: float) -> bool:
         """Count distinct failed hashes; True when this (IP, login, hash) is a repeat."""
@@ -435,7 +472,11 @@ class DovecotPolicy:
         return self.pwhash_by_login.count(login or "", now)
 
     def _observe(self, event: Event) -> None:
-        self._emit_all(self.backend.observe(event, event.ts))
+        engine = self._engine
+        if engine is None:
+            self._emit_all(self.backend.observe(event, event.ts))
+        else:
+            self._emit_all(engine.observe(event, event.ts))
 
     def _emit(self, decision: Decision) -> None:
         log.warning(

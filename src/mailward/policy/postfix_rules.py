@@ -16,6 +16,7 @@ from typing import Final
 
 from mailward.config.model import PostfixPolicySettings
 from mailward.decisions.model import USER_PREFIX, Action, Decision
+from mailward.detectors.engine import Engine
 from mailward.events import Disconnect, Event, IPAddress, UnknownRecipient
 from mailward.policy.backend import DecisionSink, PolicyBackend
 from mailward.policy.signals import (
@@ -99,6 +100,9 @@ class PostfixPolicy:
     ) -> None:
         self.settings = settings
         self.backend = backend
+        # the detector engine, the backend in every real deployment, is called natively (a
+        # call through the interpreted ``PolicyBackend`` protocol is a generic one, per request)
+        self._engine: Engine | None = backend if isinstance(backend, Engine) else None
         self.country = country
         self.on_decisions = on_decisions
         self.stats = PolicyStats()
@@ -161,7 +165,10 @@ class PostfixPolicy:
         self.stats.requests += 1
         address = attrs.get("client_address", "")
         # both counters only grow, so their sum moves whenever either does
-        at = self.backend.generation + self.blocked.changes
+        engine = self._engine
+        at = (
+            self.backend.generation if engine is None else engine.generation
+        ) + self.blocked.changes
         if at != self._known_at:
             self._known.clear()
             self._known_at = at
@@ -222,7 +229,8 @@ class PostfixPolicy:
         """Why the address ``key`` is refused (None: it is not), and until when that answer
         holds unless the ban state changes. Only what the address alone is owed
         (``standing``): the per-user and tarpit checks are Dovecot's."""
-        verdict = self.backend.standing(key, now)
+        engine = self._engine
+        verdict = self.backend.standing(key, now) if engine is None else engine.standing(key, now)
         if verdict is not None and not verdict.allow:
             ban = verdict.decision
             until = ban.until if ban is not None and ban.until is not None else _FOREVER
