@@ -222,7 +222,8 @@ class MemoryState(StateStore):
                     table[key] = dict(kept)
         else:
             members = old
-            members.pop(member, None)
+            if member in members:  # ``in`` and ``del``: C calls, ``pop`` a generic method call
+                del members[member]
             members[member] = now
             # Insertion order is time order: the oldest sit at the front. Drop from the front
             # while over the cap or out of the window (a native loop over the items: mypyc

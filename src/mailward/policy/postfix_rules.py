@@ -246,7 +246,7 @@ class PostfixPolicy:
         limits = self._limits
         instance = attrs.get("instance", "")
         reasons: list[str] | None = None
-        evidence: dict[str, int | float | str] = {}
+        evidence: dict[str, int | float | str] = {}  # filled only with what fired
         ips, new_ip = self.acct_ips.add(user, key, now)
         if new_ip and 0 < limits.max_ips < ips:
             reasons = [f"{ips} client IPs"]

@@ -111,6 +111,9 @@ class DistinctWindow:
                     stale += 1
                 elif pos < 0 and old[i] == value:
                     pos = i
+            if not stale and pos == n - 2:
+                data[key] = old[: n - 1] + (now,)  # the newest again: only its time moves
+                return n >> 1, False
             if stale:
                 kept = tuple(
                     item
@@ -134,7 +137,9 @@ class DistinctWindow:
             return size, pos < 0
         data[key] = old
         _prune(old, horizon)
-        new = old.pop(value, None) is None
+        new = value not in old
+        if not new:
+            del old[value]
         old[value] = now  # re-inserted last: the dict stays in last-seen order
         return len(old), new
 
