@@ -1,4 +1,5 @@
 import logging
+import re
 from ipaddress import ip_address
 
 import pytest
@@ -210,6 +211,23 @@ def test_a_refused_client_is_logged_once_a_minute_not_once_per_attempt(
     assert len(lines) == 2
     assert "29 more refusals not logged since the last line" in lines[1]
     assert core.stats.refused == 31
+
+
+def test_refusals_of_many_clients_share_ten_lines_a_second_and_every_one_is_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    core, backend, _ = make(max_connections_per_client=1)
+    backend.apply(Decision(0, "203.0.113.0/24", Action.BAN, "manual"))
+    with caplog.at_level(logging.INFO, logger="mailward.policy.postfix_rules"):
+        for i in range(100):  # 100 banned clients in half a second
+            assert core.decide(req("CONNECT", f"203.0.113.{i}"), 1000 + i / 200) == BAN
+        for t in range(3):  # one client over its session limit, again and again
+            core.decide(req("CONNECT", "198.51.100.7"), 1001 + t / 10)
+        assert core.decide(req("CONNECT", "203.0.113.200"), 1002) == BAN
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 7  # five for the bans' half second, one session limit, one at 1002
+    held = [int(m) for line in lines for m in re.findall(r"\((\d+) more refusals", line)]
+    assert len(lines) + sum(held) == core.stats.refused == 103
 
 
 def test_per_client_memory_gives_the_cyclic_collector_nothing_to_scan() -> None:

@@ -193,7 +193,11 @@ class PostfixPolicy:
             # Count refused connections too: each one still produces a disconnect line.
             open_now = self.sessions.connect_key(key, now)
             if refusal is None and 0 < self._max_connections < open_now:
-                held = self._log.take(now) if self._quiet.allow(key, now) else -1
+                held = -1
+                if not self._quiet.allow(key, now):
+                    self._log.hold()
+                else:
+                    held = self._log.take(now)
                 if held >= 0:
                     log.info(
                         "postfix policy: %s has %d open sessions: refused%s",
@@ -246,7 +250,7 @@ class PostfixPolicy:
         limits = self._limits
         instance = attrs.get("instance", "")
         reasons: list[str] | None = None
-        evidence: dict[str, int | float | str] = {}  # filled only with what fired
+        evidence: dict[str, int | float | str] = {}
         ips, new_ip = self.acct_ips.add(user, key, now)
         if new_ip and 0 < limits.max_ips < ips:
             reasons = [f"{ips} client IPs"]
