@@ -407,45 +407,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-async def saturate(
-    port: int, reqs: list[bytes], conns: int, seconds: float, is_http: bool, pid: int
-) -> dict[str, float]:
-    done = 0
-    idx = 0
-    stop = False
-
-    def on_reply(c: _Conn) -> None:
-        nonlocal done, idx
-        done += 1
-        if not stop:
-            idx += 1
-            c.send(reqs[idx % len(reqs)], 0.0)
-
-    pool = await _connect(port, conns, is_http, on_reply)
-    for c in pool:  # warm-up happens inside the first second; measured window follows
-        idx += 1
-        c.send(reqs[idx % len(reqs)], 0.0)
-    await asyncio.sleep(1.0)
-    start_done, start = done, time.perf_counter()
-    server_cpu, own_cpu = cpu_seconds(pid), time.process_time()
-    await asyncio.sleep(seconds)
-    n = done - start_done
-    rate = n / (time.perf_counter() - start)
-    server_cpu = cpu_seconds(pid) - server_cpu
-    own_cpu = time.process_time() - own_cpu
-    stop = True
-    await asyncio.sleep(0.2)
-    for c in pool:
-        assert c.transport is not None
-        c.transport.close()
-    return {
-        "per_s": rate,
-        "server_cpu_us": server_cpu / n * 1e6,
-        "server_cpu_busy": server_cpu / seconds,  # 1.0: the server's core was saturated
-        "client_cpu_us": own_cpu / n * 1e6,
-    }
-
-
 async def interleaved(
     servers: dict[str, tuple[int, int]],
     reqs: list[bytes],
